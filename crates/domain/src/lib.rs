@@ -1,0 +1,27 @@
+//! The chat server's domain: identifiers, validated values, records and the rules that
+//! decide who may do what.
+//!
+//! Architecture Invariant: this crate does no I/O, has no async runtime and knows no web
+//! framework or database, so any service may depend on it alone. Values enter it through
+//! `parse` constructors ("parse, don't validate"): a [`Username`] in hand is a valid username.
+
+pub mod access;
+pub mod channel;
+pub mod error;
+pub mod events;
+pub mod file;
+pub mod ids;
+pub mod message;
+pub mod pagination;
+pub mod timestamp;
+pub mod user;
+
+pub use access::{Action, Denied, Role, authorize};
+pub use channel::{Channel, ChannelDescription, ChannelKind, ChannelName, ChannelSummary};
+pub use error::DomainError;
+pub use events::{ChannelEvent, EventBody, EventKind};
+pub use file::{FileMeta, sanitize_filename};
+pub use ids::{ChannelId, FileId, MessageId, UserId};
+pub use message::{Emoji, Message, MessageContent, ReactionDetail, ReactionSummary};
+pub use pagination::{Cursor, Limit, Page};
+pub use user::{DisplayName, Email, Password, User, UserSummary, Username};

@@ -1,0 +1,259 @@
+//! Accounts: the validated values a user is made of (API.md section 2).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::error::DomainError;
+use crate::ids::UserId;
+
+/// 3–32 characters of `[A-Za-z0-9_.-]`. Uniqueness is case-insensitive, so [`Username::key`]
+/// gives the lowercase form the store compares.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let len = raw.chars().count();
+        if !(3..=32).contains(&len) {
+            return Err(DomainError::invalid("username", "must be 3 to 32 characters long"));
+        }
+        if !raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+            return Err(DomainError::invalid(
+                "username",
+                "may contain only letters, digits, '_', '.' and '-'",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The case-folded form that uniqueness is checked on.
+    pub fn key(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An email address: one `@`, a non-empty local part, a dotted domain, no spaces, at most
+/// 254 characters. Deliverability is not the server's business; shape is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let raw = raw.trim();
+        let invalid = || DomainError::invalid("email", "must be a valid email address");
+        if raw.len() > 254 || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid());
+        }
+        let (local, domain) = raw.split_once('@').ok_or_else(invalid)?;
+        let domain_ok = !domain.contains('@')
+            && domain.contains('.')
+            && domain.split('.').all(|label| {
+                !label.is_empty()
+                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            });
+        if local.is_empty() || local.len() > 64 || !domain_ok {
+            return Err(invalid());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+/// A plain-text password on its way to being hashed: 8–128 characters. It never prints.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let len = raw.chars().count();
+        if !(8..=128).contains(&len) {
+            return Err(DomainError::invalid("password", "must be 8 to 128 characters long"));
+        }
+        if raw.contains('\0') {
+            return Err(DomainError::invalid("password", "must not contain NUL characters"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password([redacted])")
+    }
+}
+
+/// 1–64 characters after trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let trimmed = raw.trim();
+        let len = trimmed.chars().count();
+        if !(1..=64).contains(&len) {
+            return Err(DomainError::invalid(
+                "display_name",
+                "must be 1 to 64 characters long after trimming",
+            ));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(DomainError::invalid("display_name", "must not contain control characters"));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The default display name: the username itself, which is always a valid one.
+    pub fn from_username(username: &Username) -> Self {
+        Self(username.as_str().to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An account as the rest of the system sees it. The password hash stays in storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub username: Username,
+    pub email: Email,
+    pub display_name: DisplayName,
+    pub created_at: OffsetDateTime,
+}
+
+impl User {
+    pub fn summary(&self) -> UserSummary {
+        UserSummary {
+            id: self.id,
+            username: self.username.clone(),
+            display_name: self.display_name.clone(),
+        }
+    }
+}
+
+/// The author block embedded in messages and events: `{id, username, display_name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSummary {
+    pub id: UserId,
+    pub username: Username,
+    pub display_name: DisplayName,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check<T>(parse: fn(&str) -> Result<T, DomainError>, cases: &[(&str, bool)]) {
+        for (input, ok) in cases {
+            assert_eq!(parse(input).is_ok(), *ok, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn username_rules() {
+        check(
+            Username::parse,
+            &[
+                ("johndoe", true),
+                ("a.b-c_d", true),
+                ("abc", true),
+                ("ab", false),
+                (&"x".repeat(32), true),
+                (&"x".repeat(33), false),
+                ("john doe", false),
+                ("jöhn", false),
+                ("john/../x", false),
+                ("", false),
+            ],
+        );
+    }
+
+    #[test]
+    fn username_key_folds_case() {
+        assert_eq!(Username::parse("JohnDoe").unwrap().key(), "johndoe");
+    }
+
+    #[test]
+    fn email_rules() {
+        check(
+            Email::parse,
+            &[
+                ("john@example.com", true),
+                ("j.o+tag@sub.example.org", true),
+                ("john@localhost", false),
+                ("john@@example.com", false),
+                ("@example.com", false),
+                ("john@", false),
+                ("jo hn@example.com", false),
+                ("john@-example.com", false),
+                ("john@example..com", false),
+            ],
+        );
+    }
+
+    #[test]
+    fn password_rules() {
+        check(
+            Password::parse,
+            &[
+                ("secretpass", true),
+                ("short", false),
+                (&"p".repeat(128), true),
+                (&"p".repeat(129), false),
+                ("has\0nul!", false),
+            ],
+        );
+    }
+
+    #[test]
+    fn password_never_prints() {
+        let password = Password::parse("secretpass").unwrap();
+        assert_eq!(format!("{password:?}"), "Password([redacted])");
+    }
+
+    #[test]
+    fn display_name_rules() {
+        check(
+            DisplayName::parse,
+            &[
+                ("John Doe", true),
+                ("  padded  ", true),
+                ("   ", false),
+                ("", false),
+                (&"d".repeat(64), true),
+                (&"d".repeat(65), false),
+                ("bell\u{7}", false),
+            ],
+        );
+        assert_eq!(DisplayName::parse("  John  ").unwrap().as_str(), "John");
+    }
+}
