@@ -1,1 +1,16 @@
+//! PostgreSQL storage for the chat server.
+//!
+//! Architecture Invariant: diesel rows never leave this crate. Public functions take
+//! `&mut AsyncPgConnection`, so callers can compose them inside one transaction, and return
+//! domain types.
 
+pub mod db;
+pub mod error;
+pub mod local_pg;
+mod schema;
+pub mod tokens;
+pub mod users;
+
+pub use db::{Database, PooledConnection, run_migrations};
+pub use diesel_async::AsyncPgConnection;
+pub use error::{StoreError, StoreResult};

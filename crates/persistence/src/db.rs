@@ -1,0 +1,113 @@
+//! The connection pool and the embedded migrations.
+
+use std::time::Duration;
+
+use diesel::Connection as _;
+use diesel::connection::SimpleConnection as _;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::error::{StoreError, StoreResult};
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+/// An arbitrary but fixed key: every server that migrates this database takes the same
+/// advisory lock, so two nodes starting together apply each migration exactly once.
+const MIGRATION_LOCK_KEY: i64 = 0x6368_6174_6d69_6772; // "chatmigr"
+
+/// A pooled connection, dereferencing to `AsyncPgConnection`.
+pub type PooledConnection = Object<AsyncPgConnection>;
+
+/// A cheap-to-clone handle to the connection pool.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool<AsyncPgConnection>,
+}
+
+impl Database {
+    /// Builds the pool and checks that the database answers, retrying for a while so a
+    /// database that is still starting (docker compose) does not fail the server.
+    pub async fn connect(url: &str, size: usize, attempts: u32) -> StoreResult<Self> {
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+        let pool = Pool::builder(manager)
+            .max_size(size)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let database = Self { pool };
+        let mut last_error = None;
+        for attempt in 1..=attempts.max(1) {
+            match database.ping().await {
+                Ok(()) => return Ok(database),
+                Err(error) => {
+                    tracing::warn!(attempt, %error, "database not reachable yet");
+                    last_error = Some(error);
+                    if attempt < attempts {
+                        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt.min(6)))).await;
+                    }
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| StoreError::Unavailable("no attempt made".into())))
+    }
+
+    pub async fn get(&self) -> StoreResult<PooledConnection> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// True when a connection can be had and answers a trivial query.
+    pub async fn ping(&self) -> StoreResult<()> {
+        let mut conn = self.get().await?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Connections in use and callers waiting for one, for `/metrics`.
+    pub fn pool_usage(&self) -> PoolUsage {
+        let status = self.pool.status();
+        PoolUsage {
+            max_size: status.max_size,
+            size: status.size,
+            available: status.available,
+            waiting: status.waiting,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PoolUsage {
+    pub max_size: usize,
+    pub size: usize,
+    pub available: usize,
+    pub waiting: usize,
+}
+
+/// Applies the embedded migrations that have not run yet.
+///
+/// Diesel's migration harness is synchronous, so it runs on the blocking pool through
+/// `AsyncConnectionWrapper` rather than on the async executor.
+pub async fn run_migrations(url: &str) -> StoreResult<()> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || -> StoreResult<()> {
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
+        let result = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map(|applied| {
+                for version in applied {
+                    tracing::info!(%version, "applied migration");
+                }
+            })
+            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")));
+        conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))?;
+        result
+    })
+    .await
+    .map_err(|e| StoreError::Unavailable(format!("migration task failed: {e}")))?
+}

@@ -1,0 +1,142 @@
+// The tables of `migrations/`, as diesel sees them. `messages.search` (a generated tsvector)
+// is left out: only the search query reads it, through SQL.
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        username -> Text,
+        email -> Text,
+        display_name -> Text,
+        password_hash -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    revoked_tokens (jti) {
+        jti -> Uuid,
+        expires_at -> Timestamptz,
+        revoked_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    channels (id) {
+        id -> Uuid,
+        name -> Text,
+        description -> Nullable<Text>,
+        owner_id -> Uuid,
+        is_private -> Bool,
+        kind -> Text,
+        dm_key -> Nullable<Text>,
+        last_seq -> Int8,
+        member_count -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    memberships (channel_id, user_id) {
+        channel_id -> Uuid,
+        user_id -> Uuid,
+        last_read_seq -> Int8,
+        joined_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    channel_bans (channel_id, user_id) {
+        channel_id -> Uuid,
+        user_id -> Uuid,
+        banned_by -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Uuid,
+        channel_id -> Uuid,
+        user_id -> Uuid,
+        seq -> Int8,
+        parent_id -> Nullable<Uuid>,
+        content -> Text,
+        reply_count -> Int8,
+        created_at -> Timestamptz,
+        edited_at -> Nullable<Timestamptz>,
+        deleted -> Bool,
+    }
+}
+
+diesel::table! {
+    message_nonces (channel_id, user_id, nonce) {
+        channel_id -> Uuid,
+        user_id -> Uuid,
+        nonce -> Text,
+        message_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    reactions (message_id, emoji, user_id) {
+        message_id -> Uuid,
+        emoji -> Text,
+        user_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    files (id) {
+        id -> Uuid,
+        uploader_id -> Uuid,
+        filename -> Text,
+        content_type -> Text,
+        size -> Int8,
+        sha256 -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    message_attachments (message_id, file_id) {
+        message_id -> Uuid,
+        file_id -> Uuid,
+        position -> Int4,
+    }
+}
+
+diesel::table! {
+    channel_events (channel_id, seq) {
+        channel_id -> Uuid,
+        seq -> Int8,
+        kind -> Text,
+        data -> Jsonb,
+        subject_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(memberships -> channels (channel_id));
+diesel::joinable!(memberships -> users (user_id));
+diesel::joinable!(channel_bans -> channels (channel_id));
+diesel::joinable!(messages -> channels (channel_id));
+diesel::joinable!(messages -> users (user_id));
+diesel::joinable!(reactions -> messages (message_id));
+diesel::joinable!(message_attachments -> files (file_id));
+diesel::joinable!(message_attachments -> messages (message_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    revoked_tokens,
+    channels,
+    memberships,
+    channel_bans,
+    messages,
+    message_nonces,
+    reactions,
+    files,
+    message_attachments,
+    channel_events,
+);

@@ -1,0 +1,3 @@
+DROP TABLE channel_bans;
+DROP TABLE memberships;
+DROP TABLE channels;
