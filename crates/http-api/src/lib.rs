@@ -1,1 +1,21 @@
+//! The HTTP API: routes, extractors, error mapping and the OpenAPI description.
+//!
+//! Architecture Invariant: status codes are chosen in exactly one place, `error.rs`.
+//! Handlers turn request DTOs into domain values, make one call, and turn the result into a
+//! response DTO.
 
+pub mod app;
+pub mod config;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod files;
+pub mod metrics;
+pub mod openapi;
+pub mod request_id;
+pub mod routes;
+pub mod state;
+pub mod telemetry;
+
+pub use app::{Application, StartError};
+pub use config::Settings;

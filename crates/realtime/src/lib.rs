@@ -1,1 +1,8 @@
+//! Real-time delivery: WebSocket sessions, the channel hub, event-log replay and Redis
+//! fan-out (API.md section 7).
 
+mod hub;
+mod presence;
+
+pub use hub::Hub;
+pub use presence::Presence;

@@ -1,0 +1,194 @@
+//! `Application::build(settings)` → `.port()` → `.run_until_stopped()`: shared by `main` and
+//! the black-box tests.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_cors::Cors;
+use actix_web::dev::Server;
+use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::{App, HttpServer, web};
+use auth::{PasswordHasher, Revocations, SecretKey, TokenKeys};
+use persistence::Database;
+use persistence::local_pg::{self, LocalServer};
+use realtime::Hub;
+use utoipa::OpenApi as _;
+use utoipa_actix_web::AppExt as _;
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::extract;
+use crate::files::LocalDisk;
+use crate::metrics::Metrics;
+use crate::openapi::ApiDoc;
+use crate::request_id;
+use crate::routes;
+use crate::state::AppState;
+
+/// Why the server could not start; one line each, naming what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    LocalDatabase(#[from] local_pg::LocalPgError),
+    #[error("DATABASE_URL: the database is unreachable: {0}")]
+    Database(String),
+    #[error("could not listen on {address}: {reason} (set HOST/PORT)")]
+    Bind { address: String, reason: String },
+    #[error("FILE_STORAGE_DIR: {0}")]
+    Storage(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    local_pg: Option<LocalServer>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        settings.validate()?;
+        let settings = Arc::new(settings);
+
+        let (database_url, local_pg) = match &settings.database_url {
+            Some(url) => (url.0.clone(), None),
+            None => {
+                let server = local_pg::find_or_start(&settings.data_dir).await?;
+                server.ensure_database("chat").await?;
+                (server.url_for("chat"), Some(server))
+            }
+        };
+        persistence::run_migrations(&database_url).await.map_err(|e| StartError::Database(e.to_string()))?;
+        let db = Database::connect(&database_url, settings.database_pool_size, settings.database_connect_attempts)
+            .await
+            .map_err(|e| StartError::Database(e.to_string()))?;
+
+        let secret = match &settings.secret_key {
+            Some(key) => SecretKey::new(key.0.as_bytes().to_vec()).map_err(|e| StartError::Other(format!("SECRET_KEY: {e}")))?,
+            None => {
+                tracing::warn!("SECRET_KEY is not set: using a random key, so tokens will not survive a restart");
+                SecretKey::random()
+            }
+        };
+        let tokens = TokenKeys::new(&secret, time::Duration::minutes(settings.access_token_expire_minutes));
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let hasher = PasswordHasher::new(settings.bcrypt_cost, cores).await.map_err(|e| StartError::Other(e.to_string()))?;
+        let revocations = Revocations::default();
+        let mut background = Vec::new();
+        background.push(revocations.spawn_sync(db.clone()).await.map_err(|e| StartError::Database(e.to_string()))?);
+
+        let files = LocalDisk::new(settings.file_storage_dir.clone()).map_err(|e| StartError::Storage(e.to_string()))?;
+        let hub = Hub::default();
+
+        let state = web::Data::new(AppState {
+            settings: settings.clone(),
+            db,
+            hasher,
+            tokens,
+            revocations,
+            hub,
+            files: Arc::new(files),
+        });
+        let metrics = web::Data::new(Metrics::install());
+
+        let address = format!("{}:{}", settings.host, settings.port);
+        let listener = TcpListener::bind(&address).map_err(|e| StartError::Bind { address: address.clone(), reason: e.to_string() })?;
+        let port = listener.local_addr().map_err(|e| StartError::Bind { address, reason: e.to_string() })?.port();
+
+        let server_state = state.clone();
+        let server = HttpServer::new(move || build_app(server_state.clone(), metrics.clone()))
+            .listen(listener)
+            .map_err(|e| StartError::Bind { address: format!("port {port}"), reason: e.to_string() })?
+            .shutdown_timeout(settings.shutdown_timeout_seconds)
+            .client_request_timeout(Duration::from_secs(10))
+            .run();
+
+        tracing::info!(port, app = %settings.app_name, "listening");
+        Ok(Self { port, server, state, local_pg, background })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Lets a caller (a test) stop the server.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until SIGTERM/SIGINT (or a stop through [`Application::handle`]), then lets
+    /// in-flight requests finish and stops a PostgreSQL this process started.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        for task in self.background {
+            task.abort();
+        }
+        if let Some(local_pg) = self.local_pg {
+            local_pg.stop().await;
+        }
+        result
+    }
+}
+
+fn build_app(
+    state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let settings = state.settings.clone();
+    let (app, mut openapi) = App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .app_data(state)
+        .app_data(metrics)
+        .app_data(extract::query_config())
+        .app_data(extract::path_config())
+        .service(
+            utoipa_actix_web::scope("/api")
+                .configure(routes::auth::configure)
+                .configure(routes::users::configure),
+        )
+        .configure(routes::health::configure)
+        .split_for_parts();
+    openapi.info.title.clone_from(&settings.app_name);
+    app.configure(|cfg| routes::docs::configure(cfg, openapi))
+        .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::not_found("resource")) }))
+        .wrap(cors(&settings))
+        .wrap(
+            DefaultHeaders::new()
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("X-Frame-Options", "DENY"))
+                .add(("Referrer-Policy", "no-referrer")),
+        )
+        .wrap(from_fn(request_id::middleware))
+}
+
+fn cors(settings: &Settings) -> Cors {
+    let origins = settings.cors_origins();
+    let mut cors = Cors::default()
+        .allow_any_method()
+        .allow_any_header()
+        .expose_headers(["x-request-id", "retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"])
+        .max_age(3600);
+    for origin in &origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
+}

@@ -1,0 +1,203 @@
+//! Configuration: one typed struct read once from the environment (and `.env` if present),
+//! then passed down. API.md section 9 lists the variables.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Serialized};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A string that never prints, for secrets read from the environment.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// PostgreSQL URL; unset → find or start a local PostgreSQL.
+    pub database_url: Option<Secret>,
+    /// JWT signing key, at least 32 bytes; unset → random per start.
+    pub secret_key: Option<Secret>,
+    pub app_name: String,
+    pub access_token_expire_minutes: i64,
+    pub host: String,
+    pub port: u16,
+    pub redis_url: Option<Secret>,
+    pub bcrypt_cost: u32,
+    pub max_upload_bytes: u64,
+    pub file_storage_dir: PathBuf,
+    pub database_pool_size: usize,
+    /// Comma-separated allowed origins.
+    pub cors_origins: Option<String>,
+    pub log_format: LogFormat,
+    /// Where a self-started PostgreSQL keeps its cluster.
+    pub data_dir: PathBuf,
+    /// Requests per minute per client IP on register and login; 0 turns the limit off.
+    pub rate_limit_auth_per_minute: u32,
+    /// Requests per second per user on writes (posts, reactions, uploads, WebSocket frames);
+    /// 0 turns the limit off.
+    pub rate_limit_writes_per_second: u32,
+    /// Comma-separated proxy IPs whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Option<String>,
+    /// How many times to try the database at start before giving up.
+    pub database_connect_attempts: u32,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_timeout_seconds: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            secret_key: None,
+            app_name: "Chat API".into(),
+            access_token_expire_minutes: 30,
+            host: "127.0.0.1".into(),
+            port: 8000,
+            redis_url: None,
+            bcrypt_cost: 12,
+            max_upload_bytes: 10 * 1024 * 1024,
+            file_storage_dir: PathBuf::from("./data/files"),
+            database_pool_size: 16,
+            cors_origins: None,
+            log_format: LogFormat::Pretty,
+            data_dir: PathBuf::from("./data"),
+            rate_limit_auth_per_minute: 60,
+            rate_limit_writes_per_second: 50,
+            trusted_proxies: None,
+            database_connect_attempts: 10,
+            shutdown_timeout_seconds: 10,
+        }
+    }
+}
+
+/// A configuration problem, naming the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {variable}: {message}")]
+pub struct ConfigError {
+    pub variable: String,
+    pub message: String,
+}
+
+impl Settings {
+    /// Reads `.env` (if any) and the environment over the defaults, then checks the values.
+    pub fn load() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        let settings: Self = Figment::from(Serialized::defaults(Self::default()))
+            .merge(Env::raw().only(&Self::VARIABLES).map(|key| key.as_str().to_ascii_lowercase().into()))
+            .extract()
+            .map_err(|error| {
+                let variable = error.path.last().map_or_else(|| "environment".to_owned(), |key| key.to_ascii_uppercase());
+                ConfigError { variable, message: error.kind.to_string() }
+            })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    const VARIABLES: [&'static str; 20] = [
+        "DATABASE_URL",
+        "SECRET_KEY",
+        "APP_NAME",
+        "ACCESS_TOKEN_EXPIRE_MINUTES",
+        "HOST",
+        "PORT",
+        "REDIS_URL",
+        "BCRYPT_COST",
+        "MAX_UPLOAD_BYTES",
+        "FILE_STORAGE_DIR",
+        "DATABASE_POOL_SIZE",
+        "CORS_ORIGINS",
+        "LOG_FORMAT",
+        "DATA_DIR",
+        "RATE_LIMIT_AUTH_PER_MINUTE",
+        "RATE_LIMIT_WRITES_PER_SECOND",
+        "TRUSTED_PROXIES",
+        "DATABASE_CONNECT_ATTEMPTS",
+        "SHUTDOWN_TIMEOUT_SECONDS",
+        "DATABASE_POOL_SIZE",
+    ];
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |variable: &str, message: &str| Err(ConfigError { variable: variable.into(), message: message.into() });
+        if let Some(key) = &self.secret_key {
+            if key.0.len() < auth::SecretKey::MIN_LEN {
+                return fail("SECRET_KEY", "must be at least 32 bytes long");
+            }
+        }
+        if !(4..=31).contains(&self.bcrypt_cost) {
+            return fail("BCRYPT_COST", "must be between 4 and 31");
+        }
+        if self.access_token_expire_minutes < 1 {
+            return fail("ACCESS_TOKEN_EXPIRE_MINUTES", "must be at least 1");
+        }
+        if self.database_pool_size == 0 {
+            return fail("DATABASE_POOL_SIZE", "must be at least 1");
+        }
+        if self.max_upload_bytes == 0 {
+            return fail("MAX_UPLOAD_BYTES", "must be at least 1");
+        }
+        if let Some(proxies) = &self.trusted_proxies {
+            for proxy in proxies.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                if proxy.parse::<std::net::IpAddr>().is_err() {
+                    return fail("TRUSTED_PROXIES", "must be a comma-separated list of IP addresses");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn cors_origins(&self) -> Vec<String> {
+        split_list(self.cors_origins.as_deref())
+    }
+
+    pub fn trusted_proxies(&self) -> Vec<std::net::IpAddr> {
+        split_list(self.trusted_proxies.as_deref()).iter().filter_map(|p| p.parse().ok()).collect()
+    }
+}
+
+fn split_list(raw: Option<&str>) -> Vec<String> {
+    raw.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let settings = Settings::default();
+        assert_eq!((settings.host.as_str(), settings.port), ("127.0.0.1", 8000));
+        assert_eq!(settings.bcrypt_cost, 12);
+        assert_eq!(settings.max_upload_bytes, 10_485_760);
+        assert_eq!(settings.database_pool_size, 16);
+        assert!(settings.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let short_key = Settings { secret_key: Some(Secret("short".into())), ..Settings::default() };
+        assert_eq!(short_key.validate().unwrap_err().variable, "SECRET_KEY");
+        let cost = Settings { bcrypt_cost: 3, ..Settings::default() };
+        assert_eq!(cost.validate().unwrap_err().variable, "BCRYPT_COST");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let settings = Settings { secret_key: Some(Secret("x".repeat(40))), ..Settings::default() };
+        assert!(!format!("{settings:?}").contains("xxxx"));
+    }
+}

@@ -1,0 +1,78 @@
+//! Response shapes shared by several resources. Request bodies live next to their handlers.
+
+use domain::{User, UserSummary};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A page of a listing. Pass `next_cursor` back as `after` (or `before` for message
+/// history) to get the next page; `null` means there is none.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` rows: the extra row only says whether there is
+    /// more, and the cursor is made from the last row kept.
+    pub fn from_rows<R>(mut rows: Vec<R>, limit: i64, cursor_of: impl Fn(&R) -> String, into: impl FnMut(R) -> T) -> Self {
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next_cursor = if more { rows.last().map(|r| domain::Cursor::encode(&cursor_of(r)).into_string()) } else { None };
+        Self { items: rows.into_iter().map(into).collect(), next_cursor }
+    }
+}
+
+/// A user as others see them; `email` only on your own account.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserDto {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: uuid::Uuid,
+    #[schema(example = "johndoe")]
+    pub username: String,
+    #[schema(example = "John Doe")]
+    pub display_name: String,
+    #[schema(example = "2025-01-09T12:00:00.000Z")]
+    pub created_at: String,
+    /// True while the user has a live WebSocket connection on any node.
+    pub online: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "john@example.com")]
+    pub email: Option<String>,
+}
+
+impl UserDto {
+    pub fn public(user: &User, online: bool) -> Self {
+        Self {
+            id: user.id.as_uuid(),
+            username: user.username.as_str().to_owned(),
+            display_name: user.display_name.as_str().to_owned(),
+            created_at: domain::timestamp::format(user.created_at),
+            online,
+            email: None,
+        }
+    }
+
+    pub fn own(user: &User, online: bool) -> Self {
+        Self { email: Some(user.email.as_str().to_owned()), ..Self::public(user, online) }
+    }
+}
+
+/// `{id, username, display_name}` as embedded in messages and events.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserSummaryDto {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: uuid::Uuid,
+    pub username: String,
+    pub display_name: String,
+}
+
+impl From<&UserSummary> for UserSummaryDto {
+    fn from(user: &UserSummary) -> Self {
+        Self {
+            id: user.id.as_uuid(),
+            username: user.username.as_str().to_owned(),
+            display_name: user.display_name.as_str().to_owned(),
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Extractors: the authenticated caller, and JSON bodies that fail the way API.md says.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use actix_web::{FromRequest, HttpRequest, web};
+use auth::Claims;
+use domain::UserId;
+use futures_util::StreamExt as _;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, FieldError};
+use crate::state::AppState;
+
+/// The largest JSON body accepted.
+pub const JSON_LIMIT: usize = 64 * 1024;
+
+/// The caller, authenticated by `Authorization: Bearer <token>`.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub claims: Claims,
+}
+
+impl AuthUser {
+    pub fn id(&self) -> UserId {
+        self.claims.user_id()
+    }
+}
+
+fn unauthorized(detail: &str) -> ApiError {
+    ApiError::Unauthorized { code: "not_authenticated", detail: detail.to_owned() }
+}
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(authenticate_request(req))
+    }
+}
+
+fn authenticate_request(req: &HttpRequest) -> Result<AuthUser, ApiError> {
+    let state = req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::internal("state missing"))?;
+    let header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .ok_or_else(|| unauthorized("Authentication required: send Authorization: Bearer <token>."))?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unauthorized("The Authorization header must be: Bearer <token>."))?;
+    let claims = state.authenticate(token)?;
+    Ok(AuthUser { claims })
+}
+
+/// A JSON body: at most 64 KiB (413), `application/json` (415), syntactically JSON (400),
+/// and of the expected shape (422, naming the field).
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let content_type_ok = is_json(req);
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if !content_type_ok {
+                return Err(ApiError::UnsupportedMediaType("Send the body as application/json.".into()));
+            }
+            let body = read_limited(&mut payload, JSON_LIMIT).await?;
+            parse_json(&body).map(JsonBody)
+        })
+    }
+}
+
+pub fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .is_some_and(|m| m.type_() == mime::APPLICATION && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON)))
+}
+
+/// Reads the whole body, refusing it as soon as it passes `limit` bytes.
+pub async fn read_limited<S, E>(payload: &mut S, limit: usize) -> Result<web::BytesMut, ApiError>
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("The body could not be read: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(format!("The body must be at most {limit} bytes.")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if inner.is_data() {
+            let message = inner.to_string();
+            // serde names a missing field in its message rather than in the path.
+            let field = message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+                .map_or_else(|| if path == "." { "body".to_owned() } else { path }, str::to_owned);
+            let message = message.split(" at line ").next().unwrap_or_default().to_owned();
+            ApiError::Validation(vec![FieldError { field, message }])
+        } else {
+            ApiError::BadRequest(format!("The body is not valid JSON: {inner}"))
+        }
+    })
+}
+
+/// Query-string errors (a `limit` that is not a number, say) are schema errors: 422.
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|error, _| {
+        ApiError::validation("query", error.to_string()).into()
+    })
+}
+
+/// A path segment that does not parse (a malformed id) names nothing that exists: 404.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|_, _| ApiError::not_found("resource").into())
+}

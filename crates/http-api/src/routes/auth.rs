@@ -1,0 +1,164 @@
+//! Registration, login, logout (API.md section 2).
+
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use domain::{DisplayName, Email, Password, User, Username};
+use persistence::users::{self, NewUser};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::dto::UserDto;
+use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
+use crate::extract::{AuthUser, JSON_LIMIT, JsonBody, is_json, parse_json, read_limited};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(register).service(login).service(logout).service(me);
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    #[schema(example = "johndoe")]
+    pub username: String,
+    #[schema(example = "john@example.com")]
+    pub email: String,
+    #[schema(example = "secretpass")]
+    pub password: String,
+    #[schema(example = "John Doe")]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    #[schema(example = "johndoe")]
+    pub username: String,
+    #[schema(example = "secretpass")]
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `bearer`.
+    #[schema(example = "bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    #[schema(example = 1800)]
+    pub expires_in: i64,
+}
+
+/// Collects every field error of a request at once, so the client can fix them together.
+#[derive(Default)]
+pub struct Problems(Vec<FieldError>);
+
+impl Problems {
+    pub fn check<T>(&mut self, result: Result<T, domain::DomainError>) -> Option<T> {
+        result.map_err(|e| self.0.push(FieldError { field: e.field.into(), message: e.message })).ok()
+    }
+
+    pub fn finish(self) -> ApiResult<()> {
+        if self.0.is_empty() { Ok(()) } else { Err(ApiError::Validation(self.0)) }
+    }
+}
+
+fn issue(state: &AppState, user: &User) -> ApiResult<TokenResponse> {
+    let issued = state.tokens.issue(user)?;
+    Ok(TokenResponse { access_token: issued.access_token, token_type: "bearer", expires_in: issued.expires_in })
+}
+
+/// Create an account and get an access token.
+#[utoipa::path(
+    tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 200, description = "Registered", body = TokenResponse),
+        (status = 409, description = "Username or email taken (`username_taken`, `email_taken`)", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+    )
+)]
+#[post("/auth/register")]
+#[tracing::instrument(skip_all)]
+pub async fn register(state: web::Data<AppState>, body: JsonBody<RegisterRequest>) -> ApiResult<web::Json<TokenResponse>> {
+    let body = body.0;
+    let mut problems = Problems::default();
+    let username = problems.check(Username::parse(&body.username));
+    let email = problems.check(Email::parse(&body.email));
+    let password = problems.check(Password::parse(&body.password));
+    let display_name = match (&body.display_name, &username) {
+        (Some(raw), _) => problems.check(DisplayName::parse(raw)),
+        (None, Some(username)) => Some(DisplayName::from_username(username)),
+        (None, None) => None,
+    };
+    problems.finish()?;
+    let (Some(username), Some(email), Some(password), Some(display_name)) = (username, email, password, display_name) else {
+        return Err(ApiError::internal("validated fields missing"));
+    };
+    let password_hash = state.hasher.hash(&password).await?;
+    let mut conn = state.conn().await?;
+    let user = users::create(
+        &mut conn,
+        NewUser { username: &username, email: &email, display_name: &display_name, password_hash: &password_hash },
+    )
+    .await?;
+    tracing::info!(user_id = %user.id, "registered");
+    Ok(web::Json(issue(&state, &user)?))
+}
+
+/// Log in with a username and password: JSON, or form-encoded (the OAuth2 password flow,
+/// so Swagger UI's "Authorize" works).
+#[utoipa::path(
+    tag = "auth",
+    request_body(content(
+        (LoginRequest = "application/json"),
+        (LoginRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Logged in", body = TokenResponse),
+        (status = 401, description = "Wrong username or password", body = ErrorBody),
+    )
+)]
+#[post("/auth/login")]
+#[tracing::instrument(skip_all)]
+pub async fn login(state: web::Data<AppState>, req: HttpRequest, mut payload: web::Payload) -> ApiResult<web::Json<TokenResponse>> {
+    let is_form = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form && !is_json(&req) {
+        return Err(ApiError::UnsupportedMediaType(
+            "Send the body as application/json or application/x-www-form-urlencoded.".into(),
+        ));
+    }
+    let body = read_limited(&mut payload, JSON_LIMIT).await?;
+    let credentials: LoginRequest = if is_form {
+        serde_urlencoded::from_bytes(&body).map_err(|e| ApiError::validation("body", e.to_string()))?
+    } else {
+        parse_json(&body)?
+    };
+    let mut conn = state.conn().await?;
+    let found = users::credentials(&mut conn, &credentials.username).await?;
+    drop(conn);
+    // Unknown users are checked against a dummy hash so both failures take the same time.
+    let verified = state.hasher.verify(&credentials.password, found.as_ref().map(|(_, hash)| hash.as_str())).await?;
+    match found {
+        Some((user, _)) if verified => Ok(web::Json(issue(&state, &user)?)),
+        _ => Err(ApiError::Unauthorized { code: "invalid_credentials", detail: "Incorrect username or password.".into() }),
+    }
+}
+
+/// Revoke the token used for this request, on every node, at once.
+#[utoipa::path(tag = "auth", security(("bearer" = [])), responses((status = 204, description = "Logged out"), (status = 401, body = ErrorBody)))]
+#[post("/auth/logout")]
+pub async fn logout(state: web::Data<AppState>, caller: AuthUser) -> ApiResult<HttpResponse> {
+    state.revocations.revoke(&state.db, &caller.claims).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The caller's own account, with email.
+#[utoipa::path(tag = "auth", security(("bearer" = [])), responses((status = 200, body = UserDto), (status = 401, body = ErrorBody)))]
+#[get("/auth/me")]
+pub async fn me(state: web::Data<AppState>, caller: AuthUser) -> ApiResult<web::Json<UserDto>> {
+    super::users::own_account(&state, &caller).await.map(web::Json)
+}

@@ -1,0 +1,6 @@
+//! One module per resource, each with a `configure` that registers its routes.
+
+pub mod auth;
+pub mod docs;
+pub mod health;
+pub mod users;

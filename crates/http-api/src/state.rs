@@ -1,0 +1,36 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use auth::{Claims, PasswordHasher, Revocations, TokenKeys};
+use persistence::Database;
+use realtime::Hub;
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::files::FileStore;
+
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: Database,
+    pub hasher: PasswordHasher,
+    pub tokens: TokenKeys,
+    pub revocations: Revocations,
+    pub hub: Hub,
+    pub files: Arc<dyn FileStore>,
+}
+
+impl AppState {
+    /// Checks a bearer token: signature, expiry, then revocation (in memory, no query).
+    pub fn authenticate(&self, token: &str) -> Result<Claims, ApiError> {
+        let claims = self.tokens.verify(token)?;
+        if self.revocations.is_revoked(claims.jti) {
+            return Err(auth::AuthError::Revoked.into());
+        }
+        Ok(claims)
+    }
+
+    pub async fn conn(&self) -> Result<persistence::PooledConnection, ApiError> {
+        Ok(self.db.get().await?)
+    }
+}
