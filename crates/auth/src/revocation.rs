@@ -25,7 +25,7 @@ pub const SYNC_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Revocations {
     pub fn is_revoked(&self, jti: Uuid) -> bool {
-        self.inner.read().map(|set| set.contains_key(&jti)).unwrap_or(true)
+        self.inner.read().map_or(true, |set| set.contains_key(&jti))
     }
 
     /// Revokes the token everywhere: in the database (for the other nodes and restarts)
@@ -66,7 +66,7 @@ impl Revocations {
                     Err(error) => tracing::warn!(%error, "could not refresh token revocations"),
                 }
                 ticks = ticks.wrapping_add(1);
-                if ticks % 600 == 0 {
+                if ticks.is_multiple_of(600) {
                     this.forget_expired();
                     if let Ok(mut conn) = db.get().await {
                         let _ = tokens::purge_expired(&mut conn).await;
@@ -79,7 +79,11 @@ impl Revocations {
     /// Reads revocations made at or after `since` and returns where the next poll starts.
     /// It overlaps the previous window by a second, because a transaction that committed
     /// late can carry an earlier `revoked_at` than one already seen.
-    async fn poll(&self, db: &Database, since: OffsetDateTime) -> Result<OffsetDateTime, AuthError> {
+    async fn poll(
+        &self,
+        db: &Database,
+        since: OffsetDateTime,
+    ) -> Result<OffsetDateTime, AuthError> {
         let mut conn = db.get().await?;
         let rows = tokens::revoked_since(&mut conn, since).await?;
         let mut newest = since;

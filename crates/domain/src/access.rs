@@ -62,12 +62,19 @@ pub enum Denied {
 /// assert_eq!(authorize(ChannelKind::Channel, false, Role::Outsider, Action::Read), Ok(()));
 /// assert_eq!(authorize(ChannelKind::Channel, true, Role::Outsider, Action::Read), Err(Denied::NotFound));
 /// ```
-pub fn authorize(kind: ChannelKind, is_private: bool, role: Role, action: Action) -> Result<(), Denied> {
+pub fn authorize(
+    kind: ChannelKind,
+    is_private: bool,
+    role: Role,
+    action: Action,
+) -> Result<(), Denied> {
     let public = kind == ChannelKind::Channel && !is_private;
 
     // Visibility first: outsiders and banned users of private channels and DMs learn nothing.
     match role {
-        Role::Banned if public => return Err(Denied::Forbidden("you are banned from this channel")),
+        Role::Banned if public => {
+            return Err(Denied::Forbidden("you are banned from this channel"));
+        }
         Role::Banned | Role::Outsider if !public => return Err(Denied::NotFound),
         _ => {}
     }
@@ -95,7 +102,9 @@ pub fn authorize(kind: ChannelKind, is_private: bool, role: Role, action: Action
         Action::Invite => match (kind, role) {
             (ChannelKind::Dm, _) => Err(Denied::Forbidden("direct messages have no owner")),
             (_, Role::Owner) if is_private => Ok(()),
-            (_, Role::Owner) => Err(Denied::Forbidden("public channels are joined, not invited to")),
+            (_, Role::Owner) => Err(Denied::Forbidden(
+                "public channels are joined, not invited to",
+            )),
             _ => Err(Denied::Forbidden("only the channel owner may do this")),
         },
         Action::Moderate => match (kind, role) {
@@ -131,10 +140,7 @@ mod tests {
 
     #[test]
     fn public_channel_table() {
-        let table = [
-            (Owner, [OK, OK, OK]),
-            (Member, [OK, OK, OK]),
-        ];
+        let table = [(Owner, [OK, OK, OK]), (Member, [OK, OK, OK])];
         for (role, [read, post, join]) in table {
             assert_eq!(authorize(Channel, false, role, Read), read);
             assert_eq!(authorize(Channel, false, role, Post), post);
@@ -144,7 +150,10 @@ mod tests {
         assert!(forbidden(authorize(Channel, false, Outsider, Post)));
         assert_eq!(authorize(Channel, false, Outsider, Join), OK);
         for action in [Read, Post, Join, Leave, Invite, Moderate] {
-            assert!(forbidden(authorize(Channel, false, Banned, action)), "{action:?}");
+            assert!(
+                forbidden(authorize(Channel, false, Banned, action)),
+                "{action:?}"
+            );
         }
     }
 
@@ -152,7 +161,11 @@ mod tests {
     fn private_channel_hides_from_outsiders_and_banned() {
         for role in [Outsider, Banned] {
             for action in [Read, Post, Join, Leave, Invite, Moderate] {
-                assert_eq!(authorize(Channel, true, role, action), NF, "{role:?} {action:?}");
+                assert_eq!(
+                    authorize(Channel, true, role, action),
+                    NF,
+                    "{role:?} {action:?}"
+                );
             }
         }
         assert_eq!(authorize(Channel, true, Member, Read), OK);
@@ -171,7 +184,10 @@ mod tests {
 
     #[test]
     fn owner_cannot_leave_or_be_banned() {
-        assert_eq!(authorize(Channel, false, Owner, Leave), Err(Denied::Conflict("the owner cannot leave the channel")));
+        assert_eq!(
+            authorize(Channel, false, Owner, Leave),
+            Err(Denied::Conflict("the owner cannot leave the channel"))
+        );
         assert!(matches!(may_ban(true), Err(Denied::Conflict(_))));
         assert_eq!(may_ban(false), OK);
         assert!(forbidden(authorize(Channel, false, Outsider, Leave)));
@@ -183,7 +199,10 @@ mod tests {
             assert_eq!(authorize(Dm, true, role, Read), OK);
             assert_eq!(authorize(Dm, true, role, Post), OK);
             for action in [Join, Leave, Invite, Moderate] {
-                assert!(forbidden(authorize(Dm, true, role, action)), "{role:?} {action:?}");
+                assert!(
+                    forbidden(authorize(Dm, true, role, action)),
+                    "{role:?} {action:?}"
+                );
             }
         }
         assert_eq!(authorize(Dm, true, Outsider, Read), NF);

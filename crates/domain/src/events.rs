@@ -63,7 +63,14 @@ impl EventKind {
 
     /// Membership changes decide who receives the channel afterwards.
     pub fn changes_membership(self) -> bool {
-        matches!(self, Self::MemberJoined | Self::MemberLeft | Self::MemberBanned | Self::MemberUnbanned | Self::ChannelDeleted)
+        matches!(
+            self,
+            Self::MemberJoined
+                | Self::MemberLeft
+                | Self::MemberBanned
+                | Self::MemberUnbanned
+                | Self::ChannelDeleted
+        )
     }
 }
 
@@ -74,16 +81,41 @@ impl EventKind {
 pub enum EventBody {
     /// `data` is the message itself, exactly as SEED.md shows (its `seq` is the event's).
     Message(Box<Message>),
-    MessageUpdated { message: Box<Message> },
-    MessageDeleted { message_id: MessageId, parent_id: Option<MessageId> },
-    ReactionAdded { message_id: MessageId, emoji: Emoji, user: UserSummary },
-    ReactionRemoved { message_id: MessageId, emoji: Emoji, user: UserSummary },
-    MemberJoined { user: UserSummary },
-    MemberLeft { user: UserSummary },
-    MemberBanned { user: UserSummary },
-    MemberUnbanned { user: UserSummary },
-    ChannelUpdated { channel: Box<Channel> },
-    ChannelDeleted { deleted_by: UserId },
+    MessageUpdated {
+        message: Box<Message>,
+    },
+    MessageDeleted {
+        message_id: MessageId,
+        parent_id: Option<MessageId>,
+    },
+    ReactionAdded {
+        message_id: MessageId,
+        emoji: Emoji,
+        user: UserSummary,
+    },
+    ReactionRemoved {
+        message_id: MessageId,
+        emoji: Emoji,
+        user: UserSummary,
+    },
+    MemberJoined {
+        user: UserSummary,
+    },
+    MemberLeft {
+        user: UserSummary,
+    },
+    MemberBanned {
+        user: UserSummary,
+    },
+    MemberUnbanned {
+        user: UserSummary,
+    },
+    ChannelUpdated {
+        channel: Box<Channel>,
+    },
+    ChannelDeleted {
+        deleted_by: UserId,
+    },
 }
 
 impl EventBody {

@@ -18,9 +18,15 @@ impl Username {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let len = raw.chars().count();
         if !(3..=32).contains(&len) {
-            return Err(DomainError::invalid("username", "must be 3 to 32 characters long"));
+            return Err(DomainError::invalid(
+                "username",
+                "must be 3 to 32 characters long",
+            ));
         }
-        if !raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+        if !raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
             return Err(DomainError::invalid(
                 "username",
                 "may contain only letters, digits, '_', '.' and '-'",
@@ -90,10 +96,16 @@ impl Password {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let len = raw.chars().count();
         if !(8..=128).contains(&len) {
-            return Err(DomainError::invalid("password", "must be 8 to 128 characters long"));
+            return Err(DomainError::invalid(
+                "password",
+                "must be 8 to 128 characters long",
+            ));
         }
         if raw.contains('\0') {
-            return Err(DomainError::invalid("password", "must not contain NUL characters"));
+            return Err(DomainError::invalid(
+                "password",
+                "must not contain NUL characters",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -125,7 +137,10 @@ impl DisplayName {
             ));
         }
         if trimmed.chars().any(char::is_control) {
-            return Err(DomainError::invalid("display_name", "must not contain control characters"));
+            return Err(DomainError::invalid(
+                "display_name",
+                "must not contain control characters",
+            ));
         }
         Ok(Self(trimmed.to_owned()))
     }

@@ -64,26 +64,46 @@ impl Application {
                 (server.url_for("chat"), Some(server))
             }
         };
-        persistence::run_migrations(&database_url).await.map_err(|e| StartError::Database(e.to_string()))?;
-        let db = Database::connect(&database_url, settings.database_pool_size, settings.database_connect_attempts)
+        persistence::run_migrations(&database_url)
             .await
             .map_err(|e| StartError::Database(e.to_string()))?;
+        let db = Database::connect(
+            &database_url,
+            settings.database_pool_size,
+            settings.database_connect_attempts,
+        )
+        .await
+        .map_err(|e| StartError::Database(e.to_string()))?;
 
         let secret = match &settings.secret_key {
-            Some(key) => SecretKey::new(key.0.as_bytes().to_vec()).map_err(|e| StartError::Other(format!("SECRET_KEY: {e}")))?,
+            Some(key) => SecretKey::new(key.0.as_bytes().to_vec())
+                .map_err(|e| StartError::Other(format!("SECRET_KEY: {e}")))?,
             None => {
-                tracing::warn!("SECRET_KEY is not set: using a random key, so tokens will not survive a restart");
+                tracing::warn!(
+                    "SECRET_KEY is not set: using a random key, so tokens will not survive a restart"
+                );
                 SecretKey::random()
             }
         };
-        let tokens = TokenKeys::new(&secret, time::Duration::minutes(settings.access_token_expire_minutes));
+        let tokens = TokenKeys::new(
+            &secret,
+            time::Duration::minutes(settings.access_token_expire_minutes),
+        );
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        let hasher = PasswordHasher::new(settings.bcrypt_cost, cores).await.map_err(|e| StartError::Other(e.to_string()))?;
+        let hasher = PasswordHasher::new(settings.bcrypt_cost, cores)
+            .await
+            .map_err(|e| StartError::Other(e.to_string()))?;
         let revocations = Revocations::default();
         let mut background = Vec::new();
-        background.push(revocations.spawn_sync(db.clone()).await.map_err(|e| StartError::Database(e.to_string()))?);
+        background.push(
+            revocations
+                .spawn_sync(db.clone())
+                .await
+                .map_err(|e| StartError::Database(e.to_string()))?,
+        );
 
-        let files = LocalDisk::new(settings.file_storage_dir.clone()).map_err(|e| StartError::Storage(e.to_string()))?;
+        let files = LocalDisk::new(settings.file_storage_dir.clone())
+            .map_err(|e| StartError::Storage(e.to_string()))?;
         let hub = Hub::default();
 
         let state = web::Data::new(AppState {
@@ -98,19 +118,41 @@ impl Application {
         let metrics = web::Data::new(Metrics::install());
 
         let address = format!("{}:{}", settings.host, settings.port);
-        let listener = TcpListener::bind(&address).map_err(|e| StartError::Bind { address: address.clone(), reason: e.to_string() })?;
-        let port = listener.local_addr().map_err(|e| StartError::Bind { address, reason: e.to_string() })?.port();
+        let listener = TcpListener::bind(&address).map_err(|e| StartError::Bind {
+            address: address.clone(),
+            reason: e.to_string(),
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| StartError::Bind {
+                address,
+                reason: e.to_string(),
+            })?
+            .port();
 
         let server_state = state.clone();
-        let server = HttpServer::new(move || build_app(server_state.clone(), metrics.clone()))
+        let mut server = HttpServer::new(move || build_app(server_state.clone(), metrics.clone()));
+        if settings.workers > 0 {
+            server = server.workers(settings.workers);
+        }
+        let server = server
             .listen(listener)
-            .map_err(|e| StartError::Bind { address: format!("port {port}"), reason: e.to_string() })?
+            .map_err(|e| StartError::Bind {
+                address: format!("port {port}"),
+                reason: e.to_string(),
+            })?
             .shutdown_timeout(settings.shutdown_timeout_seconds)
             .client_request_timeout(Duration::from_secs(10))
             .run();
 
         tracing::info!(port, app = %settings.app_name, "listening");
-        Ok(Self { port, server, state, local_pg, background })
+        Ok(Self {
+            port,
+            server,
+            state,
+            local_pg,
+            background,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -169,7 +211,9 @@ fn build_app(
         .split_for_parts();
     openapi.info.title.clone_from(&settings.app_name);
     app.configure(|cfg| routes::docs::configure(cfg, openapi))
-        .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::not_found("resource")) }))
+        .default_service(web::to(|| async {
+            Err::<actix_web::HttpResponse, _>(ApiError::not_found("resource"))
+        }))
         .wrap(cors(&settings))
         .wrap(
             DefaultHeaders::new()
@@ -185,7 +229,13 @@ fn cors(settings: &Settings) -> Cors {
     let mut cors = Cors::default()
         .allow_any_method()
         .allow_any_header()
-        .expose_headers(["x-request-id", "retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"])
+        .expose_headers([
+            "x-request-id",
+            "retry-after",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ])
         .max_age(3600);
     for origin in &origins {
         cors = cors.allowed_origin(origin);

@@ -57,6 +57,8 @@ pub struct Settings {
     pub database_connect_attempts: u32,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_timeout_seconds: u64,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
 }
 
 impl Default for Settings {
@@ -81,6 +83,7 @@ impl Default for Settings {
             trusted_proxies: None,
             database_connect_attempts: 10,
             shutdown_timeout_seconds: 10,
+            workers: 0,
         }
     }
 }
@@ -98,11 +101,21 @@ impl Settings {
     pub fn load() -> Result<Self, ConfigError> {
         let _ = dotenvy::dotenv();
         let settings: Self = Figment::from(Serialized::defaults(Self::default()))
-            .merge(Env::raw().only(&Self::VARIABLES).map(|key| key.as_str().to_ascii_lowercase().into()))
+            .merge(
+                Env::raw()
+                    .only(&Self::VARIABLES)
+                    .map(|key| key.as_str().to_ascii_lowercase().into()),
+            )
             .extract()
             .map_err(|error| {
-                let variable = error.path.last().map_or_else(|| "environment".to_owned(), |key| key.to_ascii_uppercase());
-                ConfigError { variable, message: error.kind.to_string() }
+                let variable = error
+                    .path
+                    .last()
+                    .map_or_else(|| "environment".to_owned(), |key| key.to_ascii_uppercase());
+                ConfigError {
+                    variable,
+                    message: error.kind.to_string(),
+                }
             })?;
         settings.validate()?;
         Ok(settings)
@@ -128,15 +141,20 @@ impl Settings {
         "TRUSTED_PROXIES",
         "DATABASE_CONNECT_ATTEMPTS",
         "SHUTDOWN_TIMEOUT_SECONDS",
-        "DATABASE_POOL_SIZE",
+        "WORKERS",
     ];
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |variable: &str, message: &str| Err(ConfigError { variable: variable.into(), message: message.into() });
-        if let Some(key) = &self.secret_key {
-            if key.0.len() < auth::SecretKey::MIN_LEN {
-                return fail("SECRET_KEY", "must be at least 32 bytes long");
-            }
+        let fail = |variable: &str, message: &str| {
+            Err(ConfigError {
+                variable: variable.into(),
+                message: message.into(),
+            })
+        };
+        if let Some(key) = &self.secret_key
+            && key.0.len() < auth::SecretKey::MIN_LEN
+        {
+            return fail("SECRET_KEY", "must be at least 32 bytes long");
         }
         if !(4..=31).contains(&self.bcrypt_cost) {
             return fail("BCRYPT_COST", "must be between 4 and 31");
@@ -153,7 +171,10 @@ impl Settings {
         if let Some(proxies) = &self.trusted_proxies {
             for proxy in proxies.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 if proxy.parse::<std::net::IpAddr>().is_err() {
-                    return fail("TRUSTED_PROXIES", "must be a comma-separated list of IP addresses");
+                    return fail(
+                        "TRUSTED_PROXIES",
+                        "must be a comma-separated list of IP addresses",
+                    );
                 }
             }
         }
@@ -165,12 +186,20 @@ impl Settings {
     }
 
     pub fn trusted_proxies(&self) -> Vec<std::net::IpAddr> {
-        split_list(self.trusted_proxies.as_deref()).iter().filter_map(|p| p.parse().ok()).collect()
+        split_list(self.trusted_proxies.as_deref())
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect()
     }
 }
 
 fn split_list(raw: Option<&str>) -> Vec<String> {
-    raw.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    raw.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[cfg(test)]
@@ -189,15 +218,24 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_variable() {
-        let short_key = Settings { secret_key: Some(Secret("short".into())), ..Settings::default() };
+        let short_key = Settings {
+            secret_key: Some(Secret("short".into())),
+            ..Settings::default()
+        };
         assert_eq!(short_key.validate().unwrap_err().variable, "SECRET_KEY");
-        let cost = Settings { bcrypt_cost: 3, ..Settings::default() };
+        let cost = Settings {
+            bcrypt_cost: 3,
+            ..Settings::default()
+        };
         assert_eq!(cost.validate().unwrap_err().variable, "BCRYPT_COST");
     }
 
     #[test]
     fn secrets_do_not_print() {
-        let settings = Settings { secret_key: Some(Secret("x".repeat(40))), ..Settings::default() };
+        let settings = Settings {
+            secret_key: Some(Secret("x".repeat(40))),
+            ..Settings::default()
+        };
         assert!(!format!("{settings:?}").contains("xxxx"));
     }
 }

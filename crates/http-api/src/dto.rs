@@ -15,11 +15,24 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// Builds a page from up to `limit + 1` rows: the extra row only says whether there is
     /// more, and the cursor is made from the last row kept.
-    pub fn from_rows<R>(mut rows: Vec<R>, limit: i64, cursor_of: impl Fn(&R) -> String, into: impl FnMut(R) -> T) -> Self {
+    pub fn from_rows<R>(
+        mut rows: Vec<R>,
+        limit: i64,
+        cursor_of: impl Fn(&R) -> String,
+        into: impl FnMut(R) -> T,
+    ) -> Self {
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let next_cursor = if more { rows.last().map(|r| domain::Cursor::encode(&cursor_of(r)).into_string()) } else { None };
-        Self { items: rows.into_iter().map(into).collect(), next_cursor }
+        let next_cursor = if more {
+            rows.last()
+                .map(|r| domain::Cursor::encode(&cursor_of(r)).into_string())
+        } else {
+            None
+        };
+        Self {
+            items: rows.into_iter().map(into).collect(),
+            next_cursor,
+        }
     }
 }
 
@@ -54,7 +67,10 @@ impl UserDto {
     }
 
     pub fn own(user: &User, online: bool) -> Self {
-        Self { email: Some(user.email.as_str().to_owned()), ..Self::public(user, online) }
+        Self {
+            email: Some(user.email.as_str().to_owned()),
+            ..Self::public(user, online)
+        }
     }
 }
 

@@ -18,7 +18,12 @@ pub trait FileStore: Send + Sync {
     /// yields, such as "too large" — nothing is left behind.
     fn put<'a>(&'a self, key: &'a str, body: ByteStream) -> LocalBoxFuture<'a, io::Result<u64>>;
     /// Reads `len` bytes from `offset` (the whole object when `len` is `None`).
-    fn get<'a>(&'a self, key: &'a str, offset: u64, len: Option<u64>) -> LocalBoxFuture<'a, io::Result<ByteStream>>;
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> LocalBoxFuture<'a, io::Result<ByteStream>>;
     fn delete<'a>(&'a self, key: &'a str) -> LocalBoxFuture<'a, io::Result<()>>;
 }
 
@@ -37,14 +42,21 @@ impl LocalDisk {
     /// Keys are our own ids (UUIDs); anything else is refused rather than joined to a path.
     fn path(&self, key: &str) -> io::Result<PathBuf> {
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "invalid storage key"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "invalid storage key",
+            ));
         }
         Ok(self.root.join(&key[..2.min(key.len())]).join(key))
     }
 }
 
 impl FileStore for LocalDisk {
-    fn put<'a>(&'a self, key: &'a str, mut body: ByteStream) -> LocalBoxFuture<'a, io::Result<u64>> {
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        mut body: ByteStream,
+    ) -> LocalBoxFuture<'a, io::Result<u64>> {
         Box::pin(async move {
             let target = self.path(key)?;
             let temp = self.root.join("tmp").join(format!("{key}.part"));
@@ -78,7 +90,12 @@ impl FileStore for LocalDisk {
         })
     }
 
-    fn get<'a>(&'a self, key: &'a str, offset: u64, len: Option<u64>) -> LocalBoxFuture<'a, io::Result<ByteStream>> {
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> LocalBoxFuture<'a, io::Result<ByteStream>> {
         Box::pin(async move {
             let mut file = tokio::fs::File::open(self.path(key)?).await?;
             file.seek(io::SeekFrom::Start(offset)).await?;

@@ -48,7 +48,8 @@ impl Database {
                     tracing::warn!(attempt, %error, "database not reachable yet");
                     last_error = Some(error);
                     if attempt < attempts {
-                        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt.min(6)))).await;
+                        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt.min(6))))
+                            .await;
                     }
                 }
             }

@@ -91,7 +91,10 @@ pub async fn find(conn: &mut AsyncPgConnection, id: UserId) -> StoreResult<User>
 /// Case-insensitive lookup, as usernames are unique case-insensitively.
 pub async fn find_by_username(conn: &mut AsyncPgConnection, username: &str) -> StoreResult<User> {
     users::table
-        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("lower(username) = ").bind::<diesel::sql_types::Text, _>(username.to_lowercase()))
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>("lower(username) = ")
+                .bind::<diesel::sql_types::Text, _>(username.to_lowercase()),
+        )
         .select(UserRow::as_select())
         .first(conn)
         .await?
@@ -99,9 +102,15 @@ pub async fn find_by_username(conn: &mut AsyncPgConnection, username: &str) -> S
 }
 
 /// The account and its password hash, for login.
-pub async fn credentials(conn: &mut AsyncPgConnection, username: &str) -> StoreResult<Option<(User, String)>> {
+pub async fn credentials(
+    conn: &mut AsyncPgConnection,
+    username: &str,
+) -> StoreResult<Option<(User, String)>> {
     let row: Option<UserRow> = users::table
-        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("lower(username) = ").bind::<diesel::sql_types::Text, _>(username.to_lowercase()))
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>("lower(username) = ")
+                .bind::<diesel::sql_types::Text, _>(username.to_lowercase()),
+        )
         .select(UserRow::as_select())
         .first(conn)
         .await
@@ -114,7 +123,11 @@ pub async fn credentials(conn: &mut AsyncPgConnection, username: &str) -> StoreR
 }
 
 pub async fn password_hash(conn: &mut AsyncPgConnection, id: UserId) -> StoreResult<String> {
-    Ok(users::table.find(id.as_uuid()).select(users::password_hash).first(conn).await?)
+    Ok(users::table
+        .find(id.as_uuid())
+        .select(users::password_hash)
+        .first(conn)
+        .await?)
 }
 
 /// Lists users ordered by lowercase username, optionally only those whose username or
@@ -159,8 +172,13 @@ pub struct UserChanges {
     pub password_hash: Option<String>,
 }
 
-pub async fn update(conn: &mut AsyncPgConnection, id: UserId, changes: UserChanges) -> StoreResult<User> {
-    if changes.display_name.is_none() && changes.email.is_none() && changes.password_hash.is_none() {
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+    changes: UserChanges,
+) -> StoreResult<User> {
+    if changes.display_name.is_none() && changes.email.is_none() && changes.password_hash.is_none()
+    {
         return find(conn, id).await;
     }
     diesel::update(users::table.find(id.as_uuid()))
@@ -171,7 +189,10 @@ pub async fn update(conn: &mut AsyncPgConnection, id: UserId, changes: UserChang
         .try_into()
 }
 
-pub async fn summaries(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> StoreResult<Vec<UserSummary>> {
+pub async fn summaries(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> StoreResult<Vec<UserSummary>> {
     let rows: Vec<SummaryRow> = users::table
         .filter(users::id.eq_any(ids))
         .select(SummaryRow::as_select())
@@ -191,5 +212,7 @@ pub async fn summary(conn: &mut AsyncPgConnection, id: UserId) -> StoreResult<Us
 
 /// LIKE treats `%` and `_` as wildcards; a search for them must match them literally.
 pub(crate) fn escape_like(raw: &str) -> String {
-    raw.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    raw.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }

@@ -14,7 +14,10 @@ use crate::extract::{AuthUser, JSON_LIMIT, JsonBody, is_json, parse_json, read_l
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(register).service(login).service(logout).service(me);
+    cfg.service(register)
+        .service(login)
+        .service(logout)
+        .service(me);
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -54,17 +57,32 @@ pub struct Problems(Vec<FieldError>);
 
 impl Problems {
     pub fn check<T>(&mut self, result: Result<T, domain::DomainError>) -> Option<T> {
-        result.map_err(|e| self.0.push(FieldError { field: e.field.into(), message: e.message })).ok()
+        result
+            .map_err(|e| {
+                self.0.push(FieldError {
+                    field: e.field.into(),
+                    message: e.message,
+                });
+            })
+            .ok()
     }
 
     pub fn finish(self) -> ApiResult<()> {
-        if self.0.is_empty() { Ok(()) } else { Err(ApiError::Validation(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
     }
 }
 
 fn issue(state: &AppState, user: &User) -> ApiResult<TokenResponse> {
     let issued = state.tokens.issue(user)?;
-    Ok(TokenResponse { access_token: issued.access_token, token_type: "bearer", expires_in: issued.expires_in })
+    Ok(TokenResponse {
+        access_token: issued.access_token,
+        token_type: "bearer",
+        expires_in: issued.expires_in,
+    })
 }
 
 /// Create an account and get an access token.
@@ -79,7 +97,10 @@ fn issue(state: &AppState, user: &User) -> ApiResult<TokenResponse> {
 )]
 #[post("/auth/register")]
 #[tracing::instrument(skip_all)]
-pub async fn register(state: web::Data<AppState>, body: JsonBody<RegisterRequest>) -> ApiResult<web::Json<TokenResponse>> {
+pub async fn register(
+    state: web::Data<AppState>,
+    body: JsonBody<RegisterRequest>,
+) -> ApiResult<web::Json<TokenResponse>> {
     let body = body.0;
     let mut problems = Problems::default();
     let username = problems.check(Username::parse(&body.username));
@@ -91,14 +112,21 @@ pub async fn register(state: web::Data<AppState>, body: JsonBody<RegisterRequest
         (None, None) => None,
     };
     problems.finish()?;
-    let (Some(username), Some(email), Some(password), Some(display_name)) = (username, email, password, display_name) else {
+    let (Some(username), Some(email), Some(password), Some(display_name)) =
+        (username, email, password, display_name)
+    else {
         return Err(ApiError::internal("validated fields missing"));
     };
     let password_hash = state.hasher.hash(&password).await?;
     let mut conn = state.conn().await?;
     let user = users::create(
         &mut conn,
-        NewUser { username: &username, email: &email, display_name: &display_name, password_hash: &password_hash },
+        NewUser {
+            username: &username,
+            email: &email,
+            display_name: &display_name,
+            password_hash: &password_hash,
+        },
     )
     .await?;
     tracing::info!(user_id = %user.id, "registered");
@@ -120,7 +148,11 @@ pub async fn register(state: web::Data<AppState>, body: JsonBody<RegisterRequest
 )]
 #[post("/auth/login")]
 #[tracing::instrument(skip_all)]
-pub async fn login(state: web::Data<AppState>, req: HttpRequest, mut payload: web::Payload) -> ApiResult<web::Json<TokenResponse>> {
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    mut payload: web::Payload,
+) -> ApiResult<web::Json<TokenResponse>> {
     let is_form = req
         .headers()
         .get(CONTENT_TYPE)
@@ -133,7 +165,8 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, mut payload: we
     }
     let body = read_limited(&mut payload, JSON_LIMIT).await?;
     let credentials: LoginRequest = if is_form {
-        serde_urlencoded::from_bytes(&body).map_err(|e| ApiError::validation("body", e.to_string()))?
+        serde_urlencoded::from_bytes(&body)
+            .map_err(|e| ApiError::validation("body", e.to_string()))?
     } else {
         parse_json(&body)?
     };
@@ -141,10 +174,19 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, mut payload: we
     let found = users::credentials(&mut conn, &credentials.username).await?;
     drop(conn);
     // Unknown users are checked against a dummy hash so both failures take the same time.
-    let verified = state.hasher.verify(&credentials.password, found.as_ref().map(|(_, hash)| hash.as_str())).await?;
+    let verified = state
+        .hasher
+        .verify(
+            &credentials.password,
+            found.as_ref().map(|(_, hash)| hash.as_str()),
+        )
+        .await?;
     match found {
         Some((user, _)) if verified => Ok(web::Json(issue(&state, &user)?)),
-        _ => Err(ApiError::Unauthorized { code: "invalid_credentials", detail: "Incorrect username or password.".into() }),
+        _ => Err(ApiError::Unauthorized {
+            code: "invalid_credentials",
+            detail: "Incorrect username or password.".into(),
+        }),
     }
 }
 
@@ -160,5 +202,7 @@ pub async fn logout(state: web::Data<AppState>, caller: AuthUser) -> ApiResult<H
 #[utoipa::path(tag = "auth", security(("bearer" = [])), responses((status = 200, body = UserDto), (status = 401, body = ErrorBody)))]
 #[get("/auth/me")]
 pub async fn me(state: web::Data<AppState>, caller: AuthUser) -> ApiResult<web::Json<UserDto>> {
-    super::users::own_account(&state, &caller).await.map(web::Json)
+    super::users::own_account(&state, &caller)
+        .await
+        .map(web::Json)
 }

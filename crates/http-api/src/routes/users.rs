@@ -14,18 +14,24 @@ use crate::extract::{AuthUser, JsonBody};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(get_me).service(update_me).service(list_users).service(get_user);
+    cfg.service(get_me)
+        .service(update_me)
+        .service(list_users)
+        .service(get_user);
 }
 
 pub async fn own_account(state: &AppState, caller: &AuthUser) -> ApiResult<UserDto> {
     let mut conn = state.conn().await?;
-    let user = users::find(&mut conn, caller.id()).await.map_err(|e| match e {
-        // The account behind a valid token is gone: the token no longer stands for anyone.
-        persistence::StoreError::NotFound => {
-            ApiError::Unauthorized { code: "invalid_token", detail: "The account no longer exists.".into() }
-        }
-        other => other.into(),
-    })?;
+    let user = users::find(&mut conn, caller.id())
+        .await
+        .map_err(|e| match e {
+            // The account behind a valid token is gone: the token no longer stands for anyone.
+            persistence::StoreError::NotFound => ApiError::Unauthorized {
+                code: "invalid_token",
+                detail: "The account no longer exists.".into(),
+            },
+            other => other.into(),
+        })?;
     Ok(UserDto::own(&user, state.hub.presence().is_online(user.id)))
 }
 
@@ -58,19 +64,38 @@ pub struct UpdateMeRequest {
     )
 )]
 #[patch("/users/me")]
-pub async fn update_me(state: web::Data<AppState>, caller: AuthUser, body: JsonBody<UpdateMeRequest>) -> ApiResult<web::Json<UserDto>> {
+pub async fn update_me(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    body: JsonBody<UpdateMeRequest>,
+) -> ApiResult<web::Json<UserDto>> {
     let body = body.0;
     let mut problems = Problems::default();
-    let display_name = body.display_name.as_deref().and_then(|raw| problems.check(DisplayName::parse(raw)));
-    let email = body.email.as_deref().and_then(|raw| problems.check(Email::parse(raw)));
-    let password = body.password.as_deref().and_then(|raw| problems.check(Password::parse(raw)));
+    let display_name = body
+        .display_name
+        .as_deref()
+        .and_then(|raw| problems.check(DisplayName::parse(raw)));
+    let email = body
+        .email
+        .as_deref()
+        .and_then(|raw| problems.check(Email::parse(raw)));
+    let password = body
+        .password
+        .as_deref()
+        .and_then(|raw| problems.check(Password::parse(raw)));
     problems.finish()?;
 
-    let mut changes = UserChanges { display_name: display_name.map(|d| d.as_str().to_owned()), ..UserChanges::default() };
+    let mut changes = UserChanges {
+        display_name: display_name.map(|d| d.as_str().to_owned()),
+        ..UserChanges::default()
+    };
     if email.is_some() || password.is_some() {
-        let current = body
-            .current_password
-            .ok_or_else(|| ApiError::validation("current_password", "is required to change email or password"))?;
+        let current = body.current_password.ok_or_else(|| {
+            ApiError::validation(
+                "current_password",
+                "is required to change email or password",
+            )
+        })?;
         let hash = {
             let mut conn = state.conn().await?;
             users::password_hash(&mut conn, caller.id()).await?
@@ -85,7 +110,10 @@ pub async fn update_me(state: web::Data<AppState>, caller: AuthUser, body: JsonB
     }
     let mut conn = state.conn().await?;
     let user = users::update(&mut conn, caller.id(), changes).await?;
-    Ok(web::Json(UserDto::own(&user, state.hub.presence().is_online(user.id))))
+    Ok(web::Json(UserDto::own(
+        &user,
+        state.hub.presence().is_online(user.id),
+    )))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -101,24 +129,53 @@ pub struct ListUsersQuery {
 /// Search users by username or display-name prefix, in username order.
 #[utoipa::path(tag = "users", security(("bearer" = [])), params(ListUsersQuery), responses((status = 200, body = Page<UserDto>), (status = 422, body = ErrorBody)))]
 #[get("/users")]
-pub async fn list_users(state: web::Data<AppState>, _caller: AuthUser, query: web::Query<ListUsersQuery>) -> ApiResult<web::Json<Page<UserDto>>> {
+pub async fn list_users(
+    state: web::Data<AppState>,
+    _caller: AuthUser,
+    query: web::Query<ListUsersQuery>,
+) -> ApiResult<web::Json<Page<UserDto>>> {
     let limit = Limit::parse(query.limit)?;
-    let after = query.after.as_deref().map(|c| Cursor::decode(c, "after")).transpose()?;
+    let after = query
+        .after
+        .as_deref()
+        .map(|c| Cursor::decode(c, "after"))
+        .transpose()?;
     let mut conn = state.conn().await?;
-    let rows = users::list(&mut conn, query.q.as_deref(), after.as_deref(), limit.get() + 1).await?;
+    let rows = users::list(
+        &mut conn,
+        query.q.as_deref(),
+        after.as_deref(),
+        limit.get() + 1,
+    )
+    .await?;
     let presence = state.hub.presence();
-    Ok(web::Json(Page::from_rows(rows, limit.get(), |u| u.username.key(), |u| UserDto::public(&u, presence.is_online(u.id)))))
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit.get(),
+        |u| u.username.key(),
+        |u| UserDto::public(&u, presence.is_online(u.id)),
+    )))
 }
 
 /// One user by username (case-insensitive).
 #[utoipa::path(tag = "users", security(("bearer" = [])), params(("username" = String, Path)), responses((status = 200, body = UserDto), (status = 404, body = ErrorBody)))]
 #[get("/users/{username}")]
-pub async fn get_user(state: web::Data<AppState>, caller: AuthUser, username: web::Path<String>) -> ApiResult<web::Json<UserDto>> {
+pub async fn get_user(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    username: web::Path<String>,
+) -> ApiResult<web::Json<UserDto>> {
     let mut conn = state.conn().await?;
-    let user = users::find_by_username(&mut conn, &username).await.map_err(|e| match e {
-        persistence::StoreError::NotFound => ApiError::not_found("user"),
-        other => other.into(),
-    })?;
+    let user = users::find_by_username(&mut conn, &username)
+        .await
+        .map_err(|e| match e {
+            persistence::StoreError::NotFound => ApiError::not_found("user"),
+            other => other.into(),
+        })?;
     let online = state.hub.presence().is_online(user.id);
-    Ok(web::Json(if user.id == caller.id() { UserDto::own(&user, online) } else { UserDto::public(&user, online) }))
+    Ok(web::Json(if user.id == caller.id() {
+        UserDto::own(&user, online)
+    } else {
+        UserDto::public(&user, online)
+    }))
 }
