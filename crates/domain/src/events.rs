@@ -210,3 +210,9 @@ mod tests {
         assert_eq!(event.data["user"]["username"], "alice");
     }
 }
+
+/// Where committed channel events go to be delivered (the realtime hub). Writers call it
+/// right after their transaction commits, in commit order.
+pub trait EventSink: Send + Sync {
+    fn publish(&self, events: Vec<ChannelEvent>);
+}

@@ -19,7 +19,7 @@ pub mod user;
 pub use access::{Action, Denied, Role, authorize};
 pub use channel::{Channel, ChannelDescription, ChannelKind, ChannelName, ChannelSummary};
 pub use error::DomainError;
-pub use events::{ChannelEvent, EventBody, EventKind};
+pub use events::{ChannelEvent, EventBody, EventKind, EventSink};
 pub use file::{FileMeta, sanitize_filename};
 pub use ids::{ChannelId, FileId, MessageId, UserId};
 pub use message::{Emoji, Message, MessageContent, ReactionDetail, ReactionSummary};

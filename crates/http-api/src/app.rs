@@ -205,7 +205,8 @@ fn build_app(
         .service(
             utoipa_actix_web::scope("/api")
                 .configure(routes::auth::configure)
-                .configure(routes::users::configure),
+                .configure(routes::users::configure)
+                .configure(routes::channels::configure),
         )
         .configure(routes::health::configure)
         .split_for_parts();

@@ -92,3 +92,38 @@ impl From<&UserSummary> for UserSummaryDto {
         }
     }
 }
+
+/// A channel or DM.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChannelDto {
+    #[schema(value_type = String, format = Uuid, example = "123e4567-e89b-12d3-a456-426614174000")]
+    pub id: uuid::Uuid,
+    #[schema(example = "general")]
+    pub name: String,
+    #[schema(example = "General discussion")]
+    pub description: Option<String>,
+    #[schema(value_type = String, format = Uuid)]
+    pub owner_id: uuid::Uuid,
+    #[schema(example = "2025-01-09T12:00:00.000Z")]
+    pub created_at: String,
+    pub is_private: bool,
+    /// `channel` or `dm`.
+    #[schema(example = "channel")]
+    pub kind: &'static str,
+    pub member_count: i64,
+}
+
+impl From<&domain::Channel> for ChannelDto {
+    fn from(channel: &domain::Channel) -> Self {
+        Self {
+            id: channel.id.as_uuid(),
+            name: channel.name.as_str().to_owned(),
+            description: channel.description.clone(),
+            owner_id: channel.owner_id.as_uuid(),
+            created_at: domain::timestamp::format(channel.created_at),
+            is_private: channel.is_private,
+            kind: channel.kind.as_str(),
+            member_count: channel.member_count,
+        }
+    }
+}

@@ -10,6 +10,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod files;
+pub mod guard;
 pub mod metrics;
 pub mod openapi;
 pub mod request_id;

@@ -16,6 +16,7 @@ use utoipa::openapi::security::{
     tags(
         (name = "auth", description = "Registration, login, logout"),
         (name = "users", description = "Accounts"),
+        (name = "channels", description = "Channels, membership, DMs and moderation"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]

@@ -4,8 +4,10 @@
 //! `&mut AsyncPgConnection`, so callers can compose them inside one transaction, and return
 //! domain types.
 
+pub mod channels;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod local_pg;
 mod schema;
 pub mod tokens;

@@ -3,6 +3,7 @@
 
 mod hub;
 mod presence;
+pub mod protocol;
 
-pub use hub::Hub;
+pub use hub::{ConnId, Hub, Outbound, Registration, Relay};
 pub use presence::Presence;

@@ -1,6 +1,7 @@
 //! One module per resource, each with a `configure` that registers its routes.
 
 pub mod auth;
+pub mod channels;
 pub mod docs;
 pub mod health;
 pub mod users;

@@ -1,0 +1,417 @@
+//! Channels, membership, DMs and moderation (API.md section 4).
+
+use actix_web::{HttpResponse, delete, get, patch, post, put, web};
+use domain::{Action, ChannelDescription, ChannelId, ChannelName, Cursor, Limit, UserSummary};
+use persistence::channels::{self, ChannelChanges};
+use persistence::{AsyncPgConnection, users};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use super::auth::Problems;
+use crate::dto::{ChannelDto, Page, UserDto};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{AuthUser, JsonBody};
+use crate::guard::channel_access;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    // Fixed segments first: `/channels/me` and `/channels/dm/..` must not be taken for ids.
+    cfg.service(create_channel)
+        .service(list_channels)
+        .service(my_channels)
+        .service(open_dm)
+        .service(get_channel)
+        .service(update_channel)
+        .service(delete_channel)
+        .service(join)
+        .service(leave)
+        .service(list_members)
+        .service(add_member)
+        .service(ban)
+        .service(unban)
+        .service(banned_users)
+        .service(mark_read);
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateChannelRequest {
+    #[schema(example = "general")]
+    pub name: String,
+    #[schema(example = "General discussion")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub is_private: bool,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PageQuery {
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub after: Option<String>,
+}
+
+impl PageQuery {
+    fn parse(&self) -> ApiResult<(Limit, Option<Uuid>)> {
+        let limit = Limit::parse(self.limit)?;
+        let after = self
+            .after
+            .as_deref()
+            .map(|raw| {
+                Cursor::decode(raw, "after")?
+                    .parse::<Uuid>()
+                    .map_err(|_| domain::DomainError::invalid("after", "is not a valid cursor"))
+            })
+            .transpose()?;
+        Ok((limit, after))
+    }
+}
+
+/// A channel with its bans, as the ban endpoints return it (SEED.md).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelWithBans {
+    #[serde(flatten)]
+    pub channel: ChannelDto,
+    pub member_exceptions: Vec<MemberException>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberException {
+    #[schema(value_type = String, format = Uuid)]
+    pub user_id: Uuid,
+    #[schema(example = "2025-01-09T12:01:00.000Z")]
+    pub created_at: String,
+}
+
+/// One of the caller's channels, with read state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MyChannel {
+    #[serde(flatten)]
+    pub channel: ChannelDto,
+    /// The channel's newest event seq.
+    pub last_seq: i64,
+    pub last_read_seq: i64,
+    /// Other users' messages after the read marker.
+    pub unread_count: i64,
+}
+
+/// `{id, username, display_name}` of a banned user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BannedUser {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReadMarker {
+    /// The seq read up to; the marker never moves backwards.
+    pub seq: i64,
+}
+
+async fn caller_summary(conn: &mut AsyncPgConnection, caller: &AuthUser) -> ApiResult<UserSummary> {
+    users::summary(conn, caller.id()).await.map_err(|e| match e {
+        persistence::StoreError::NotFound => {
+            ApiError::Unauthorized { code: "invalid_token", detail: "The account no longer exists.".into() }
+        }
+        other => other.into(),
+    })
+}
+
+async fn user_by_name(conn: &mut AsyncPgConnection, username: &str) -> ApiResult<UserSummary> {
+    let user = users::find_by_username(conn, username).await.map_err(|e| match e {
+        persistence::StoreError::NotFound => ApiError::not_found("user"),
+        other => other.into(),
+    })?;
+    Ok(user.summary())
+}
+
+async fn with_bans(conn: &mut AsyncPgConnection, channel: &domain::Channel) -> ApiResult<ChannelWithBans> {
+    let bans = channels::bans(conn, channel.id).await?;
+    Ok(ChannelWithBans {
+        channel: channel.into(),
+        member_exceptions: bans
+            .into_iter()
+            .map(|b| MemberException { user_id: b.user_id.as_uuid(), created_at: domain::timestamp::format(b.created_at) })
+            .collect(),
+    })
+}
+
+/// Create a channel; the caller becomes its owner and first member.
+#[utoipa::path(
+    tag = "channels",
+    security(("bearer" = [])),
+    request_body = CreateChannelRequest,
+    responses(
+        (status = 201, body = ChannelDto),
+        (status = 409, description = "`channel_name_taken` (case-insensitive)", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    )
+)]
+#[post("/channels")]
+pub async fn create_channel(state: web::Data<AppState>, caller: AuthUser, body: JsonBody<CreateChannelRequest>) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let mut problems = Problems::default();
+    let name = problems.check(ChannelName::parse(&body.name));
+    let description = body.description.as_deref().and_then(|d| problems.check(ChannelDescription::parse(d)));
+    problems.finish()?;
+    let name = name.ok_or_else(|| ApiError::internal("validated name missing"))?;
+    let mut conn = state.conn().await?;
+    let owner = caller_summary(&mut conn, &caller).await?;
+    let (channel, events) = channels::create(&mut conn, &owner, &name, description.as_ref(), body.is_private).await?;
+    state.hub.publish(events);
+    Ok(HttpResponse::Created().json(ChannelDto::from(&channel)))
+}
+
+/// Public channels, plus the private ones the caller belongs to, oldest first.
+#[utoipa::path(tag = "channels", security(("bearer" = [])), params(PageQuery), responses((status = 200, body = Page<ChannelDto>), (status = 422, body = ErrorBody)))]
+#[get("/channels")]
+pub async fn list_channels(state: web::Data<AppState>, caller: AuthUser, query: web::Query<PageQuery>) -> ApiResult<web::Json<Page<ChannelDto>>> {
+    let (limit, after) = query.parse()?;
+    let mut conn = state.conn().await?;
+    let rows = channels::list_visible(&mut conn, caller.id(), after, limit.get() + 1).await?;
+    Ok(web::Json(Page::from_rows(rows, limit.get(), |c| c.id.to_string(), |c| ChannelDto::from(&c))))
+}
+
+/// The caller's channels and DMs with `unread_count` and `last_read_seq`.
+#[utoipa::path(tag = "channels", security(("bearer" = [])), params(PageQuery), responses((status = 200, body = Page<MyChannel>)))]
+#[get("/channels/me")]
+pub async fn my_channels(state: web::Data<AppState>, caller: AuthUser, query: web::Query<PageQuery>) -> ApiResult<web::Json<Page<MyChannel>>> {
+    let (limit, after) = query.parse()?;
+    let mut conn = state.conn().await?;
+    let rows = channels::list_mine(&mut conn, caller.id(), after, limit.get() + 1).await?;
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit.get(),
+        |s| s.channel.id.to_string(),
+        |s| MyChannel {
+            channel: ChannelDto::from(&s.channel),
+            last_seq: s.last_seq,
+            last_read_seq: s.last_read_seq,
+            unread_count: s.unread_count,
+        },
+    )))
+}
+
+/// The DM with `username` (yourself: notes to self), created on the first call: 201 when
+/// created, 200 after. Concurrent calls give one channel.
+#[utoipa::path(
+    tag = "channels",
+    security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 201, body = ChannelDto), (status = 200, body = ChannelDto), (status = 404, body = ErrorBody))
+)]
+#[post("/channels/dm/{username}")]
+pub async fn open_dm(state: web::Data<AppState>, caller: AuthUser, username: web::Path<String>) -> ApiResult<HttpResponse> {
+    let mut conn = state.conn().await?;
+    let me = caller_summary(&mut conn, &caller).await?;
+    let other = user_by_name(&mut conn, &username).await?;
+    let (channel, created, events) = channels::open_dm(&mut conn, &me, &other).await?;
+    state.hub.publish(events);
+    let dto = ChannelDto::from(&channel);
+    Ok(if created { HttpResponse::Created().json(dto) } else { HttpResponse::Ok().json(dto) })
+}
+
+/// One channel. Public: anyone not banned (banned → 403). Private and DMs: members only
+/// (others → 404).
+#[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = ChannelDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[get("/channels/{id}")]
+pub async fn get_channel(state: web::Data<AppState>, caller: AuthUser, id: web::Path<Uuid>) -> ApiResult<web::Json<ChannelDto>> {
+    let mut conn = state.conn().await?;
+    let access = channel_access(&mut conn, ChannelId::from_uuid(*id), caller.id(), Action::Read).await?;
+    Ok(web::Json(ChannelDto::from(&access.channel)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateChannelRequest {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Rename or re-describe a channel (owner).
+#[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = UpdateChannelRequest, responses((status = 200, body = ChannelDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[patch("/channels/{id}")]
+pub async fn update_channel(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    body: JsonBody<UpdateChannelRequest>,
+) -> ApiResult<web::Json<ChannelDto>> {
+    let body = body.0;
+    let mut problems = Problems::default();
+    let name = body.name.as_deref().and_then(|n| problems.check(ChannelName::parse(n)));
+    let description = body.description.as_deref().and_then(|d| problems.check(ChannelDescription::parse(d)));
+    problems.finish()?;
+    let channel_id = ChannelId::from_uuid(*id);
+    let mut conn = state.conn().await?;
+    channel_access(&mut conn, channel_id, caller.id(), Action::Moderate).await?;
+    let (channel, events) = channels::update(&mut conn, channel_id, ChannelChanges { name, description }).await?;
+    state.hub.publish(events);
+    Ok(web::Json(ChannelDto::from(&channel)))
+}
+
+/// Delete a channel with its messages, reactions and attachment links (owner).
+#[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[delete("/channels/{id}")]
+pub async fn delete_channel(state: web::Data<AppState>, caller: AuthUser, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let channel_id = ChannelId::from_uuid(*id);
+    let mut conn = state.conn().await?;
+    channel_access(&mut conn, channel_id, caller.id(), Action::Moderate).await?;
+    let events = channels::delete(&mut conn, channel_id, caller.id()).await?;
+    state.hub.publish(events);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Join a public channel (idempotent). Banned → 403; DMs → 403.
+#[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = ChannelDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[post("/channels/{id}/join")]
+pub async fn join(state: web::Data<AppState>, caller: AuthUser, id: web::Path<Uuid>) -> ApiResult<web::Json<ChannelDto>> {
+    let channel_id = ChannelId::from_uuid(*id);
+    let mut conn = state.conn().await?;
+    channel_access(&mut conn, channel_id, caller.id(), Action::Join).await?;
+    let me = caller_summary(&mut conn, &caller).await?;
+    let (channel, events) = channels::join(&mut conn, channel_id, &me).await.map_err(banned_to_forbidden)?;
+    state.hub.publish(events);
+    Ok(web::Json(ChannelDto::from(&channel)))
+}
+
+/// A ban that landed between the access check and the join's own check under the lock.
+fn banned_to_forbidden(error: persistence::StoreError) -> ApiError {
+    match error {
+        persistence::StoreError::Conflict("user_banned") => ApiError::Forbidden("you are banned from this channel".into()),
+        other => other.into(),
+    }
+}
+
+/// Leave a channel. The owner cannot leave (409).
+#[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[post("/channels/{id}/leave")]
+pub async fn leave(state: web::Data<AppState>, caller: AuthUser, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let channel_id = ChannelId::from_uuid(*id);
+    let mut conn = state.conn().await?;
+    channel_access(&mut conn, channel_id, caller.id(), Action::Leave).await?;
+    let me = caller_summary(&mut conn, &caller).await?;
+    let events = channels::leave(&mut conn, channel_id, &me).await?;
+    state.hub.publish(events);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Members of a channel, in user-id order.
+#[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path), PageQuery), responses((status = 200, body = Page<UserDto>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[get("/channels/{id}/members")]
+pub async fn list_members(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    query: web::Query<PageQuery>,
+) -> ApiResult<web::Json<Page<UserDto>>> {
+    let (limit, after) = query.parse()?;
+    let channel_id = ChannelId::from_uuid(*id);
+    let mut conn = state.conn().await?;
+    channel_access(&mut conn, channel_id, caller.id(), Action::Read).await?;
+    let rows = channels::members(&mut conn, channel_id, after, limit.get() + 1).await?;
+    let presence = state.hub.presence();
+    Ok(web::Json(Page::from_rows(rows, limit.get(), |u| u.id.to_string(), |u| UserDto::public(&u, presence.is_online(u.id)))))
+}
+
+/// Add a user to a private channel (owner). A banned user cannot be added (409).
+#[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path), ("username" = String, Path)), responses((status = 200, body = ChannelDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[post("/channels/{id}/members/{username}")]
+pub async fn add_member(state: web::Data<AppState>, caller: AuthUser, path: web::Path<(Uuid, String)>) -> ApiResult<web::Json<ChannelDto>> {
+    let (id, username) = path.into_inner();
+    let channel_id = ChannelId::from_uuid(id);
+    let mut conn = state.conn().await?;
+    channel_access(&mut conn, channel_id, caller.id(), Action::Invite).await?;
+    let target = user_by_name(&mut conn, &username).await?;
+    let (channel, events) = channels::join(&mut conn, channel_id, &target).await.map_err(|e| match e {
+        persistence::StoreError::Conflict("user_banned") => ApiError::Conflict {
+            code: "user_banned",
+            detail: "That user is banned from this channel; unban them first.".into(),
+        },
+        other => other.into(),
+    })?;
+    state.hub.publish(events);
+    Ok(web::Json(ChannelDto::from(&channel)))
+}
+
+/// Ban a user (owner): they leave at once and cannot read, post, react, join or be re-added
+/// until unbanned. Banning twice is harmless. The owner cannot be banned (409).
+#[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path), ("username" = String, Path)), responses((status = 200, body = ChannelWithBans), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[post("/channels/{id}/ban-by-username/{username}")]
+pub async fn ban(state: web::Data<AppState>, caller: AuthUser, path: web::Path<(Uuid, String)>) -> ApiResult<web::Json<ChannelWithBans>> {
+    let (id, username) = path.into_inner();
+    let channel_id = ChannelId::from_uuid(id);
+    let mut conn = state.conn().await?;
+    let access = channel_access(&mut conn, channel_id, caller.id(), Action::Moderate).await?;
+    let target = user_by_name(&mut conn, &username).await?;
+    domain::access::may_ban(target.id == access.channel.owner_id)?;
+    let (channel, events) = channels::ban(&mut conn, channel_id, &target, caller.id()).await?;
+    state.hub.publish(events);
+    Ok(web::Json(with_bans(&mut conn, &channel).await?))
+}
+
+/// Lift a ban (owner). Unbanning someone who is not banned is harmless.
+#[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path), ("username" = String, Path)), responses((status = 200, body = ChannelWithBans), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[post("/channels/{id}/unban-by-username/{username}")]
+pub async fn unban(state: web::Data<AppState>, caller: AuthUser, path: web::Path<(Uuid, String)>) -> ApiResult<web::Json<ChannelWithBans>> {
+    let (id, username) = path.into_inner();
+    let channel_id = ChannelId::from_uuid(id);
+    let mut conn = state.conn().await?;
+    channel_access(&mut conn, channel_id, caller.id(), Action::Moderate).await?;
+    let target = user_by_name(&mut conn, &username).await?;
+    let (channel, events) = channels::unban(&mut conn, channel_id, &target).await?;
+    state.hub.publish(events);
+    Ok(web::Json(with_bans(&mut conn, &channel).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct BannedQuery {
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+    /// The `id` of the last user of the previous page (the list is a bare array, as SEED.md
+    /// shows, so it carries no cursor).
+    pub after: Option<Uuid>,
+}
+
+/// Banned users (owner), as a bare array in user-id order.
+#[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path), BannedQuery), responses((status = 200, body = Vec<BannedUser>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[get("/channels/{id}/banned-users")]
+pub async fn banned_users(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    query: web::Query<BannedQuery>,
+) -> ApiResult<web::Json<Vec<BannedUser>>> {
+    let limit = Limit::parse(query.limit)?;
+    let channel_id = ChannelId::from_uuid(*id);
+    let mut conn = state.conn().await?;
+    channel_access(&mut conn, channel_id, caller.id(), Action::Moderate).await?;
+    let users = channels::banned_users(&mut conn, channel_id, query.after, limit.get()).await?;
+    Ok(web::Json(
+        users
+            .into_iter()
+            .map(|u| BannedUser {
+                id: u.id.as_uuid(),
+                username: u.username.as_str().to_owned(),
+                display_name: u.display_name.as_str().to_owned(),
+            })
+            .collect(),
+    ))
+}
+
+/// Move the caller's read marker forward (never backwards).
+#[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = ReadMarker, responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[put("/channels/{id}/read")]
+pub async fn mark_read(state: web::Data<AppState>, caller: AuthUser, id: web::Path<Uuid>, body: JsonBody<ReadMarker>) -> ApiResult<HttpResponse> {
+    let channel_id = ChannelId::from_uuid(*id);
+    let mut conn = state.conn().await?;
+    let access = channel_access(&mut conn, channel_id, caller.id(), Action::Post).await?;
+    if body.0.seq < 0 || body.0.seq > access.last_seq {
+        return Err(ApiError::validation("seq", format!("must be between 0 and the channel's last seq ({})", access.last_seq)));
+    }
+    channels::mark_read(&mut conn, channel_id, caller.id(), body.0.seq).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,125 @@
+//! The channel event log. Every channel-scoped change takes the channel's next `seq` and is
+//! written here in the same transaction as the change itself.
+//!
+//! Architecture Invariant: a writer first takes the channel row's lock with
+//! [`lock_channel`], then checks whatever it must (membership, bans), then appends. Because
+//! the lock is held until commit, seq N+1 can only be handed out after the transaction that
+//! got seq N has committed or rolled back: seqs have no gaps and no duplicates, and a reader
+//! who sees N+1 can always find N.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::{ChannelEvent, ChannelId, EventBody, EventKind};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::{StoreError, StoreResult};
+use crate::schema::{channel_events, channels};
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = channel_events)]
+pub(crate) struct EventRow {
+    pub channel_id: Uuid,
+    pub seq: i64,
+    pub kind: String,
+    pub data: serde_json::Value,
+    pub subject_id: Option<Uuid>,
+    pub created_at: OffsetDateTime,
+}
+
+impl TryFrom<EventRow> for ChannelEvent {
+    type Error = StoreError;
+    fn try_from(row: EventRow) -> StoreResult<Self> {
+        Ok(ChannelEvent {
+            channel_id: ChannelId::from_uuid(row.channel_id),
+            seq: row.seq,
+            kind: EventKind::parse(&row.kind).ok_or_else(|| StoreError::Corrupt(format!("unknown event kind {}", row.kind)))?,
+            data: row.data,
+            subject: row.subject_id.map(domain::UserId::from_uuid),
+        })
+    }
+}
+
+/// Locks the channel row until the transaction ends and returns its last seq.
+/// `NotFound` when the channel does not exist (or was deleted meanwhile).
+pub async fn lock_channel(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> StoreResult<i64> {
+    Ok(channels::table
+        .find(channel_id.as_uuid())
+        .select(channels::last_seq)
+        .for_no_key_update()
+        .first(conn)
+        .await?)
+}
+
+/// Appends `bodies` with seqs `last_seq + 1 ..` (the caller holds the channel lock and built
+/// any message body with the seq it will get) and advances the channel's counter.
+pub async fn append(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    last_seq: i64,
+    bodies: &[EventBody],
+) -> StoreResult<Vec<ChannelEvent>> {
+    if bodies.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = OffsetDateTime::now_utc();
+    let events: Vec<ChannelEvent> = bodies
+        .iter()
+        .zip(last_seq + 1..)
+        .map(|(body, seq)| ChannelEvent::new(channel_id, seq, body))
+        .collect();
+    let rows: Vec<EventRow> = events
+        .iter()
+        .map(|e| EventRow {
+            channel_id: channel_id.as_uuid(),
+            seq: e.seq,
+            kind: e.kind.as_str().to_owned(),
+            data: e.data.clone(),
+            subject_id: e.subject.map(|u| u.as_uuid()),
+            created_at: now,
+        })
+        .collect();
+    diesel::insert_into(channel_events::table).values(&rows).execute(conn).await?;
+    let new_last = last_seq + events.len() as i64;
+    diesel::update(channels::table.find(channel_id.as_uuid()))
+        .set(channels::last_seq.eq(new_last))
+        .execute(conn)
+        .await?;
+    Ok(events)
+}
+
+/// Events of `channel_id` with seq in `(after_seq, up_to]`, in order, at most `limit`.
+pub async fn range(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    after_seq: i64,
+    up_to: Option<i64>,
+    limit: i64,
+) -> StoreResult<Vec<ChannelEvent>> {
+    let mut query = channel_events::table
+        .filter(channel_events::channel_id.eq(channel_id.as_uuid()))
+        .filter(channel_events::seq.gt(after_seq))
+        .select(EventRow::as_select())
+        .order(channel_events::seq.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(up_to) = up_to {
+        query = query.filter(channel_events::seq.le(up_to));
+    }
+    let rows: Vec<EventRow> = query.load(conn).await?;
+    rows.into_iter().map(ChannelEvent::try_from).collect()
+}
+
+/// The oldest seq still kept for a channel, if any.
+pub async fn oldest_seq(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> StoreResult<Option<i64>> {
+    Ok(channel_events::table
+        .filter(channel_events::channel_id.eq(channel_id.as_uuid()))
+        .select(diesel::dsl::min(channel_events::seq))
+        .first(conn)
+        .await?)
+}
+
+/// Deletes events older than `cutoff` (the retention window).
+pub async fn purge_older_than(conn: &mut AsyncPgConnection, cutoff: OffsetDateTime) -> StoreResult<usize> {
+    Ok(diesel::delete(channel_events::table.filter(channel_events::created_at.lt(cutoff))).execute(conn).await?)
+}
