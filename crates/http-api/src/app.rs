@@ -12,6 +12,7 @@ use actix_web::{App, HttpServer, web};
 use auth::{PasswordHasher, Revocations, SecretKey, TokenKeys};
 use persistence::Database;
 use persistence::local_pg::{self, LocalServer};
+use persistence::writer::MessageWriter;
 use realtime::Hub;
 use utoipa::OpenApi as _;
 use utoipa_actix_web::AppExt as _;
@@ -105,6 +106,11 @@ impl Application {
         let files = LocalDisk::new(settings.file_storage_dir.clone())
             .map_err(|e| StartError::Storage(e.to_string()))?;
         let hub = Hub::default();
+        let writer = MessageWriter::spawn(
+            db.clone(),
+            Arc::new(hub.clone()),
+            settings.database_pool_size.div_ceil(2),
+        );
 
         let state = web::Data::new(AppState {
             settings: settings.clone(),
@@ -113,6 +119,7 @@ impl Application {
             tokens,
             revocations,
             hub,
+            writer,
             files: Arc::new(files),
         });
         let metrics = web::Data::new(Metrics::install());
@@ -206,7 +213,9 @@ fn build_app(
             utoipa_actix_web::scope("/api")
                 .configure(routes::auth::configure)
                 .configure(routes::users::configure)
-                .configure(routes::channels::configure),
+                .configure(routes::channels::configure)
+                .configure(routes::messages::configure)
+                .configure(routes::files::configure),
         )
         .configure(routes::health::configure)
         .split_for_parts();

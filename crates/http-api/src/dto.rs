@@ -127,3 +127,98 @@ impl From<&domain::Channel> for ChannelDto {
         }
     }
 }
+
+/// An uploaded file.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FileDto {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: uuid::Uuid,
+    #[schema(example = "report.pdf")]
+    pub filename: String,
+    /// Sniffed from the bytes, not taken from the client.
+    #[schema(example = "application/pdf")]
+    pub content_type: String,
+    pub size: i64,
+    /// Hex SHA-256 of the bytes.
+    pub sha256: String,
+    pub created_at: String,
+    #[schema(value_type = String, format = Uuid)]
+    pub uploader_id: uuid::Uuid,
+}
+
+impl From<&domain::FileMeta> for FileDto {
+    fn from(file: &domain::FileMeta) -> Self {
+        Self {
+            id: file.id.as_uuid(),
+            filename: file.filename.clone(),
+            content_type: file.content_type.clone(),
+            size: file.size,
+            sha256: file.sha256.clone(),
+            created_at: domain::timestamp::format(file.created_at),
+            uploader_id: file.uploader_id.as_uuid(),
+        }
+    }
+}
+
+/// A reaction as embedded in a message.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReactionSummaryDto {
+    #[schema(example = "👍")]
+    pub emoji: String,
+    pub count: i64,
+    /// Whether the caller is among those who reacted.
+    pub me: bool,
+}
+
+/// A message. Deleted messages stay as tombstones: `deleted: true`, empty content.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessageDto {
+    #[schema(value_type = String, format = Uuid, example = "789e4567-e89b-12d3-a456-426614174000")]
+    pub id: uuid::Uuid,
+    #[schema(example = "Hello, world!")]
+    pub content: String,
+    #[schema(value_type = String, format = Uuid)]
+    pub user_id: uuid::Uuid,
+    #[schema(value_type = String, format = Uuid)]
+    pub channel_id: uuid::Uuid,
+    #[schema(example = "2025-01-09T12:01:00.000Z")]
+    pub created_at: String,
+    /// The channel event seq this message was created at.
+    pub seq: i64,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub parent_id: Option<uuid::Uuid>,
+    pub reply_count: i64,
+    pub edited_at: Option<String>,
+    pub deleted: bool,
+    pub user: UserSummaryDto,
+    pub attachments: Vec<FileDto>,
+    pub reactions: Vec<ReactionSummaryDto>,
+}
+
+impl From<&domain::Message> for MessageDto {
+    fn from(message: &domain::Message) -> Self {
+        Self {
+            id: message.id.as_uuid(),
+            content: message.content.clone(),
+            user_id: message.user_id.as_uuid(),
+            channel_id: message.channel_id.as_uuid(),
+            created_at: domain::timestamp::format(message.created_at),
+            seq: message.seq,
+            parent_id: message.parent_id.map(|p| p.as_uuid()),
+            reply_count: message.reply_count,
+            edited_at: message.edited_at.map(domain::timestamp::format),
+            deleted: message.deleted,
+            user: (&message.user).into(),
+            attachments: message.attachments.iter().map(FileDto::from).collect(),
+            reactions: message
+                .reactions
+                .iter()
+                .map(|r| ReactionSummaryDto {
+                    emoji: r.emoji.as_str().to_owned(),
+                    count: r.count,
+                    me: r.me,
+                })
+                .collect(),
+        }
+    }
+}

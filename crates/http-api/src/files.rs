@@ -11,19 +11,20 @@ use futures_util::{Stream, StreamExt as _};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 /// A stream of body chunks. Not `Send`: actix's payloads live on one worker thread.
-pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>>>>;
+pub type ByteStream<'a> = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + 'a>>;
 
 pub trait FileStore: Send + Sync {
     /// Stores the stream under `key`. On any error — including one the stream itself
     /// yields, such as "too large" — nothing is left behind.
-    fn put<'a>(&'a self, key: &'a str, body: ByteStream) -> LocalBoxFuture<'a, io::Result<u64>>;
+    fn put<'a>(&'a self, key: &'a str, body: ByteStream<'a>)
+    -> LocalBoxFuture<'a, io::Result<u64>>;
     /// Reads `len` bytes from `offset` (the whole object when `len` is `None`).
     fn get<'a>(
         &'a self,
         key: &'a str,
         offset: u64,
         len: Option<u64>,
-    ) -> LocalBoxFuture<'a, io::Result<ByteStream>>;
+    ) -> LocalBoxFuture<'a, io::Result<ByteStream<'static>>>;
     fn delete<'a>(&'a self, key: &'a str) -> LocalBoxFuture<'a, io::Result<()>>;
 }
 
@@ -55,7 +56,7 @@ impl FileStore for LocalDisk {
     fn put<'a>(
         &'a self,
         key: &'a str,
-        mut body: ByteStream,
+        mut body: ByteStream<'a>,
     ) -> LocalBoxFuture<'a, io::Result<u64>> {
         Box::pin(async move {
             let target = self.path(key)?;
@@ -95,7 +96,7 @@ impl FileStore for LocalDisk {
         key: &'a str,
         offset: u64,
         len: Option<u64>,
-    ) -> LocalBoxFuture<'a, io::Result<ByteStream>> {
+    ) -> LocalBoxFuture<'a, io::Result<ByteStream<'static>>> {
         Box::pin(async move {
             let mut file = tokio::fs::File::open(self.path(key)?).await?;
             file.seek(io::SeekFrom::Start(offset)).await?;
@@ -103,7 +104,7 @@ impl FileStore for LocalDisk {
                 Some(len) => Box::pin(file.take(len)),
                 None => Box::pin(file),
             };
-            let stream: ByteStream = Box::pin(tokio_util::io::ReaderStream::new(reader));
+            let stream: ByteStream<'static> = Box::pin(tokio_util::io::ReaderStream::new(reader));
             Ok(stream)
         })
     }

@@ -8,11 +8,23 @@ use persistence::channels::{self, ChannelAccess};
 
 use crate::error::{ApiError, ApiResult};
 
-pub async fn channel_access(conn: &mut AsyncPgConnection, channel_id: ChannelId, caller: UserId, action: Action) -> ApiResult<ChannelAccess> {
-    let access = channels::access(conn, channel_id, caller).await.map_err(|e| match e {
-        persistence::StoreError::NotFound => ApiError::not_found("channel"),
-        other => other.into(),
-    })?;
-    domain::authorize(access.channel.kind, access.channel.is_private, access.role, action)?;
+pub async fn channel_access(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    caller: UserId,
+    action: Action,
+) -> ApiResult<ChannelAccess> {
+    let access = channels::access(conn, channel_id, caller)
+        .await
+        .map_err(|e| match e {
+            persistence::StoreError::NotFound => ApiError::not_found("channel"),
+            other => other.into(),
+        })?;
+    domain::authorize(
+        access.channel.kind,
+        access.channel.is_private,
+        access.role,
+        action,
+    )?;
     Ok(access)
 }

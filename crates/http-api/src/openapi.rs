@@ -17,6 +17,8 @@ use utoipa::openapi::security::{
         (name = "auth", description = "Registration, login, logout"),
         (name = "users", description = "Accounts"),
         (name = "channels", description = "Channels, membership, DMs and moderation"),
+        (name = "messages", description = "Messages, threads, reactions and search"),
+        (name = "files", description = "Uploads and downloads"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]

@@ -17,6 +17,7 @@ pub struct AppState {
     pub tokens: TokenKeys,
     pub revocations: Revocations,
     pub hub: Hub,
+    pub writer: persistence::writer::MessageWriter,
     pub files: Arc<dyn FileStore>,
 }
 

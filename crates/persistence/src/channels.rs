@@ -5,8 +5,8 @@ use diesel::dsl::{exists, not};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use domain::{
-    Channel, ChannelDescription, ChannelEvent, ChannelId, ChannelKind, ChannelName, ChannelSummary, EventBody, Role,
-    User, UserId, UserSummary,
+    Channel, ChannelDescription, ChannelEvent, ChannelId, ChannelKind, ChannelName, ChannelSummary,
+    EventBody, Role, User, UserId, UserSummary,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -41,7 +41,8 @@ impl TryFrom<ChannelRow> for Channel {
             owner_id: UserId::from_uuid(row.owner_id),
             created_at: row.created_at,
             is_private: row.is_private,
-            kind: ChannelKind::parse(&row.kind).ok_or_else(|| StoreError::Corrupt(format!("channel kind {}", row.kind)))?,
+            kind: ChannelKind::parse(&row.kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("channel kind {}", row.kind)))?,
             member_count: row.member_count,
         })
     }
@@ -56,7 +57,11 @@ pub struct ChannelAccess {
 }
 
 /// Loads a channel and the user's role in it. `NotFound` when there is no such channel.
-pub async fn access(conn: &mut AsyncPgConnection, channel_id: ChannelId, user: UserId) -> StoreResult<ChannelAccess> {
+pub async fn access(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    user: UserId,
+) -> StoreResult<ChannelAccess> {
     let (row, is_member, is_banned): (ChannelRow, bool, bool) = channels::table
         .find(channel_id.as_uuid())
         .select((
@@ -76,11 +81,20 @@ pub async fn access(conn: &mut AsyncPgConnection, channel_id: ChannelId, user: U
         .await?;
     let is_owner = row.owner_id == user.as_uuid() && row.kind == ChannelKind::Channel.as_str();
     let last_seq = row.last_seq;
-    Ok(ChannelAccess { channel: row.try_into()?, role: Role::from_facts(is_owner, is_member, is_banned), last_seq })
+    Ok(ChannelAccess {
+        channel: row.try_into()?,
+        role: Role::from_facts(is_owner, is_member, is_banned),
+        last_seq,
+    })
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> StoreResult<Channel> {
-    channels::table.find(channel_id.as_uuid()).select(ChannelRow::as_select()).first(conn).await?.try_into()
+    channels::table
+        .find(channel_id.as_uuid())
+        .select(ChannelRow::as_select())
+        .first(conn)
+        .await?
+        .try_into()
 }
 
 /// Creates a channel with its creator as owner and first member.
@@ -94,7 +108,9 @@ pub async fn create(
     let row = ChannelRow {
         id: Uuid::now_v7(),
         name: name.as_str().to_owned(),
-        description: description.map(|d| d.as_str().to_owned()).filter(|d| !d.is_empty()),
+        description: description
+            .map(|d| d.as_str().to_owned())
+            .filter(|d| !d.is_empty()),
         owner_id: owner.id.as_uuid(),
         is_private,
         kind: ChannelKind::Channel.as_str().to_owned(),
@@ -104,7 +120,10 @@ pub async fn create(
         created_at: OffsetDateTime::now_utc(),
     };
     conn.transaction::<_, StoreError, _>(async |conn| {
-        diesel::insert_into(channels::table).values(&row).execute(conn).await?;
+        diesel::insert_into(channels::table)
+            .values(&row)
+            .execute(conn)
+            .await?;
         let channel_id = ChannelId::from_uuid(row.id);
         let events = add_members(conn, channel_id, std::slice::from_ref(owner)).await?;
         Ok((find(conn, channel_id).await?, events))
@@ -114,7 +133,11 @@ pub async fn create(
 
 /// Adds users who are not members yet, counting them and writing `member_joined` for each
 /// newcomer. The caller checks bans; this only skips existing members.
-async fn add_members(conn: &mut AsyncPgConnection, channel_id: ChannelId, users: &[UserSummary]) -> StoreResult<Vec<ChannelEvent>> {
+async fn add_members(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    users: &[UserSummary],
+) -> StoreResult<Vec<ChannelEvent>> {
     let last_seq = events::lock_channel(conn, channel_id).await?;
     let mut joined = Vec::new();
     for user in users {
@@ -145,7 +168,11 @@ async fn add_members(conn: &mut AsyncPgConnection, channel_id: ChannelId, users:
 
 /// Joins (or is added to) a channel; idempotent. Refuses banned users with `Conflict` —
 /// callers check bans before, this re-checks under the channel lock.
-pub async fn join(conn: &mut AsyncPgConnection, channel_id: ChannelId, user: &UserSummary) -> StoreResult<(Channel, Vec<ChannelEvent>)> {
+pub async fn join(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    user: &UserSummary,
+) -> StoreResult<(Channel, Vec<ChannelEvent>)> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         events::lock_channel(conn, channel_id).await?;
         if is_banned(conn, channel_id, user.id).await? {
@@ -157,7 +184,11 @@ pub async fn join(conn: &mut AsyncPgConnection, channel_id: ChannelId, user: &Us
     .await
 }
 
-async fn is_banned(conn: &mut AsyncPgConnection, channel_id: ChannelId, user: UserId) -> StoreResult<bool> {
+async fn is_banned(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    user: UserId,
+) -> StoreResult<bool> {
     Ok(diesel::select(exists(
         channel_bans::table
             .filter(channel_bans::channel_id.eq(channel_id.as_uuid()))
@@ -174,7 +205,9 @@ async fn remove_member(
     last_seq: i64,
     event: EventBody,
 ) -> StoreResult<(bool, Vec<ChannelEvent>)> {
-    let Some(user) = event.member().map(|u| u.id) else { return Ok((false, Vec::new())) };
+    let Some(user) = event.member().map(|u| u.id) else {
+        return Ok((false, Vec::new()));
+    };
     let removed = diesel::delete(
         memberships::table
             .filter(memberships::channel_id.eq(channel_id.as_uuid()))
@@ -189,13 +222,26 @@ async fn remove_member(
         .set(channels::member_count.eq(channels::member_count - 1))
         .execute(conn)
         .await?;
-    Ok((true, events::append(conn, channel_id, last_seq, &[event]).await?))
+    Ok((
+        true,
+        events::append(conn, channel_id, last_seq, &[event]).await?,
+    ))
 }
 
-pub async fn leave(conn: &mut AsyncPgConnection, channel_id: ChannelId, user: &UserSummary) -> StoreResult<Vec<ChannelEvent>> {
+pub async fn leave(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    user: &UserSummary,
+) -> StoreResult<Vec<ChannelEvent>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let last_seq = events::lock_channel(conn, channel_id).await?;
-        let (_, events) = remove_member(conn, channel_id, last_seq, EventBody::MemberLeft { user: user.clone() }).await?;
+        let (_, events) = remove_member(
+            conn,
+            channel_id,
+            last_seq,
+            EventBody::MemberLeft { user: user.clone() },
+        )
+        .await?;
         Ok(events)
     })
     .await
@@ -218,7 +264,13 @@ pub async fn bans(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> StoreR
         .limit(INLINE_BANS)
         .load(conn)
         .await?;
-    Ok(rows.into_iter().map(|(user_id, created_at)| Ban { user_id: UserId::from_uuid(user_id), created_at }).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(user_id, created_at)| Ban {
+            user_id: UserId::from_uuid(user_id),
+            created_at,
+        })
+        .collect())
 }
 
 /// Bans a user: records the ban, removes their membership and writes `member_banned`, all
@@ -256,7 +308,15 @@ pub async fn ban(
                     .execute(conn)
                     .await?;
             }
-            events = events::append(conn, channel_id, last_seq, &[EventBody::MemberBanned { user: target.clone() }]).await?;
+            events = events::append(
+                conn,
+                channel_id,
+                last_seq,
+                &[EventBody::MemberBanned {
+                    user: target.clone(),
+                }],
+            )
+            .await?;
         }
         Ok((find(conn, channel_id).await?, events))
     })
@@ -264,7 +324,11 @@ pub async fn ban(
 }
 
 /// Lifts a ban; the user is not re-added. Unbanning someone not banned changes nothing.
-pub async fn unban(conn: &mut AsyncPgConnection, channel_id: ChannelId, target: &UserSummary) -> StoreResult<(Channel, Vec<ChannelEvent>)> {
+pub async fn unban(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    target: &UserSummary,
+) -> StoreResult<(Channel, Vec<ChannelEvent>)> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let last_seq = events::lock_channel(conn, channel_id).await?;
         let removed = diesel::delete(
@@ -275,7 +339,15 @@ pub async fn unban(conn: &mut AsyncPgConnection, channel_id: ChannelId, target: 
         .execute(conn)
         .await?;
         let events = if removed > 0 {
-            events::append(conn, channel_id, last_seq, &[EventBody::MemberUnbanned { user: target.clone() }]).await?
+            events::append(
+                conn,
+                channel_id,
+                last_seq,
+                &[EventBody::MemberUnbanned {
+                    user: target.clone(),
+                }],
+            )
+            .await?
         } else {
             Vec::new()
         };
@@ -285,7 +357,12 @@ pub async fn unban(conn: &mut AsyncPgConnection, channel_id: ChannelId, target: 
 }
 
 /// Banned users in ban order, after the user id `after`.
-pub async fn banned_users(conn: &mut AsyncPgConnection, channel_id: ChannelId, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<UserSummary>> {
+pub async fn banned_users(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    after: Option<Uuid>,
+    limit: i64,
+) -> StoreResult<Vec<UserSummary>> {
     let mut query = channel_bans::table
         .inner_join(users::table.on(users::id.eq(channel_bans::user_id)))
         .filter(channel_bans::channel_id.eq(channel_id.as_uuid()))
@@ -301,7 +378,12 @@ pub async fn banned_users(conn: &mut AsyncPgConnection, channel_id: ChannelId, a
 }
 
 /// Members in user-id order, after `after`.
-pub async fn members(conn: &mut AsyncPgConnection, channel_id: ChannelId, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<User>> {
+pub async fn members(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    after: Option<Uuid>,
+    limit: i64,
+) -> StoreResult<Vec<User>> {
     let mut query = memberships::table
         .inner_join(users::table)
         .filter(memberships::channel_id.eq(channel_id.as_uuid()))
@@ -317,7 +399,10 @@ pub async fn members(conn: &mut AsyncPgConnection, channel_id: ChannelId, after:
 }
 
 /// Ids of every member, for the hub.
-pub async fn member_ids(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> StoreResult<Vec<UserId>> {
+pub async fn member_ids(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+) -> StoreResult<Vec<UserId>> {
     let ids: Vec<Uuid> = memberships::table
         .filter(memberships::channel_id.eq(channel_id.as_uuid()))
         .select(memberships::user_id)
@@ -328,12 +413,21 @@ pub async fn member_ids(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> 
 
 /// Public channels the user is not banned from, plus private channels they belong to, in
 /// id (creation) order after `after`.
-pub async fn list_visible(conn: &mut AsyncPgConnection, user: UserId, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<Channel>> {
+pub async fn list_visible(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    after: Option<Uuid>,
+    limit: i64,
+) -> StoreResult<Vec<Channel>> {
     let is_member = exists(
-        memberships::table.filter(memberships::channel_id.eq(channels::id)).filter(memberships::user_id.eq(user.as_uuid())),
+        memberships::table
+            .filter(memberships::channel_id.eq(channels::id))
+            .filter(memberships::user_id.eq(user.as_uuid())),
     );
     let is_banned = exists(
-        channel_bans::table.filter(channel_bans::channel_id.eq(channels::id)).filter(channel_bans::user_id.eq(user.as_uuid())),
+        channel_bans::table
+            .filter(channel_bans::channel_id.eq(channels::id))
+            .filter(channel_bans::user_id.eq(user.as_uuid())),
     );
     let mut query = channels::table
         .filter(channels::kind.eq(ChannelKind::Channel.as_str()))
@@ -350,7 +444,12 @@ pub async fn list_visible(conn: &mut AsyncPgConnection, user: UserId, after: Opt
 }
 
 /// The user's channels and DMs with read state, in id order after `after`.
-pub async fn list_mine(conn: &mut AsyncPgConnection, user: UserId, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<ChannelSummary>> {
+pub async fn list_mine(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    after: Option<Uuid>,
+    limit: i64,
+) -> StoreResult<Vec<ChannelSummary>> {
     let mut query = memberships::table
         .inner_join(channels::table)
         .filter(memberships::user_id.eq(user.as_uuid()))
@@ -374,14 +473,22 @@ pub async fn list_mine(conn: &mut AsyncPgConnection, user: UserId, after: Option
             .count()
             .get_result(conn)
             .await?;
-        summaries.push(ChannelSummary { channel, last_seq, last_read_seq, unread_count });
+        summaries.push(ChannelSummary {
+            channel,
+            last_seq,
+            last_read_seq,
+            unread_count,
+        });
     }
     Ok(summaries)
 }
 
 /// Every channel the user belongs to with its last seq and read marker: the WebSocket
 /// `ready` frame. Bounded by the membership count of one user.
-pub async fn subscriptions(conn: &mut AsyncPgConnection, user: UserId) -> StoreResult<Vec<(ChannelId, i64, i64)>> {
+pub async fn subscriptions(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+) -> StoreResult<Vec<(ChannelId, i64, i64)>> {
     let rows: Vec<(Uuid, i64, i64)> = memberships::table
         .inner_join(channels::table)
         .filter(memberships::user_id.eq(user.as_uuid()))
@@ -389,7 +496,10 @@ pub async fn subscriptions(conn: &mut AsyncPgConnection, user: UserId) -> StoreR
         .order(channels::id.asc())
         .load(conn)
         .await?;
-    Ok(rows.into_iter().map(|(id, last, read)| (ChannelId::from_uuid(id), last, read)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(id, last, read)| (ChannelId::from_uuid(id), last, read))
+        .collect())
 }
 
 pub struct ChannelChanges {
@@ -397,7 +507,11 @@ pub struct ChannelChanges {
     pub description: Option<ChannelDescription>,
 }
 
-pub async fn update(conn: &mut AsyncPgConnection, channel_id: ChannelId, changes: ChannelChanges) -> StoreResult<(Channel, Vec<ChannelEvent>)> {
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    changes: ChannelChanges,
+) -> StoreResult<(Channel, Vec<ChannelEvent>)> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let last_seq = events::lock_channel(conn, channel_id).await?;
         if let Some(name) = &changes.name {
@@ -414,7 +528,15 @@ pub async fn update(conn: &mut AsyncPgConnection, channel_id: ChannelId, changes
                 .await?;
         }
         let channel = find(conn, channel_id).await?;
-        let events = events::append(conn, channel_id, last_seq, &[EventBody::ChannelUpdated { channel: Box::new(channel.clone()) }]).await?;
+        let events = events::append(
+            conn,
+            channel_id,
+            last_seq,
+            &[EventBody::ChannelUpdated {
+                channel: Box::new(channel.clone()),
+            }],
+        )
+        .await?;
         Ok((channel, events))
     })
     .await
@@ -423,19 +545,40 @@ pub async fn update(conn: &mut AsyncPgConnection, channel_id: ChannelId, changes
 /// Deletes the channel with its messages, reactions and attachment links. The log keeps
 /// only the `channel_deleted` event, so reconnecting clients learn of it and nothing of the
 /// channel's content outlives it.
-pub async fn delete(conn: &mut AsyncPgConnection, channel_id: ChannelId, by: UserId) -> StoreResult<Vec<ChannelEvent>> {
+pub async fn delete(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    by: UserId,
+) -> StoreResult<Vec<ChannelEvent>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let last_seq = events::lock_channel(conn, channel_id).await?;
-        diesel::delete(channel_events::table.filter(channel_events::channel_id.eq(channel_id.as_uuid()))).execute(conn).await?;
-        let events = events::append(conn, channel_id, last_seq, &[EventBody::ChannelDeleted { deleted_by: by }]).await?;
-        diesel::delete(channels::table.find(channel_id.as_uuid())).execute(conn).await?;
+        diesel::delete(
+            channel_events::table.filter(channel_events::channel_id.eq(channel_id.as_uuid())),
+        )
+        .execute(conn)
+        .await?;
+        let events = events::append(
+            conn,
+            channel_id,
+            last_seq,
+            &[EventBody::ChannelDeleted { deleted_by: by }],
+        )
+        .await?;
+        diesel::delete(channels::table.find(channel_id.as_uuid()))
+            .execute(conn)
+            .await?;
         Ok(events)
     })
     .await
 }
 
 /// Moves the read marker forward (never back), up to the channel's last seq.
-pub async fn mark_read(conn: &mut AsyncPgConnection, channel_id: ChannelId, user: UserId, seq: i64) -> StoreResult<()> {
+pub async fn mark_read(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    user: UserId,
+    seq: i64,
+) -> StoreResult<()> {
     diesel::update(
         memberships::table
             .filter(memberships::channel_id.eq(channel_id.as_uuid()))
@@ -451,13 +594,19 @@ pub async fn mark_read(conn: &mut AsyncPgConnection, channel_id: ChannelId, user
 /// The DM between two users (one user: notes to self), created on first call. The ordered
 /// pair is a unique key, so concurrent calls make exactly one channel. Returns whether this
 /// call created it.
-pub async fn open_dm(conn: &mut AsyncPgConnection, a: &UserSummary, b: &UserSummary) -> StoreResult<(Channel, bool, Vec<ChannelEvent>)> {
+pub async fn open_dm(
+    conn: &mut AsyncPgConnection,
+    a: &UserSummary,
+    b: &UserSummary,
+) -> StoreResult<(Channel, bool, Vec<ChannelEvent>)> {
     let (first, second) = if a.id <= b.id { (a, b) } else { (b, a) };
     let key = format!("{}:{}", first.id, second.id);
     conn.transaction::<_, StoreError, _>(async |conn| {
         let row = ChannelRow {
             id: Uuid::now_v7(),
-            name: ChannelName::for_dm(first.username.as_str(), second.username.as_str()).as_str().to_owned(),
+            name: ChannelName::for_dm(first.username.as_str(), second.username.as_str())
+                .as_str()
+                .to_owned(),
             description: None,
             owner_id: a.id.as_uuid(),
             is_private: true,
@@ -473,11 +622,18 @@ pub async fn open_dm(conn: &mut AsyncPgConnection, a: &UserSummary, b: &UserSumm
             .do_nothing()
             .execute(conn)
             .await?;
-        let id: Uuid = channels::table.filter(channels::dm_key.eq(&key)).select(channels::id).first(conn).await?;
+        let id: Uuid = channels::table
+            .filter(channels::dm_key.eq(&key))
+            .select(channels::id)
+            .first(conn)
+            .await?;
         let channel_id = ChannelId::from_uuid(id);
         let events = if inserted == 1 {
-            let members: Vec<UserSummary> =
-                if first.id == second.id { vec![first.clone()] } else { vec![first.clone(), second.clone()] };
+            let members: Vec<UserSummary> = if first.id == second.id {
+                vec![first.clone()]
+            } else {
+                vec![first.clone(), second.clone()]
+            };
             add_members(conn, channel_id, &members).await?
         } else {
             Vec::new()

@@ -33,7 +33,8 @@ impl TryFrom<EventRow> for ChannelEvent {
         Ok(ChannelEvent {
             channel_id: ChannelId::from_uuid(row.channel_id),
             seq: row.seq,
-            kind: EventKind::parse(&row.kind).ok_or_else(|| StoreError::Corrupt(format!("unknown event kind {}", row.kind)))?,
+            kind: EventKind::parse(&row.kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown event kind {}", row.kind)))?,
             data: row.data,
             subject: row.subject_id.map(domain::UserId::from_uuid),
         })
@@ -79,7 +80,10 @@ pub async fn append(
             created_at: now,
         })
         .collect();
-    diesel::insert_into(channel_events::table).values(&rows).execute(conn).await?;
+    diesel::insert_into(channel_events::table)
+        .values(&rows)
+        .execute(conn)
+        .await?;
     let new_last = last_seq + events.len() as i64;
     diesel::update(channels::table.find(channel_id.as_uuid()))
         .set(channels::last_seq.eq(new_last))
@@ -111,7 +115,10 @@ pub async fn range(
 }
 
 /// The oldest seq still kept for a channel, if any.
-pub async fn oldest_seq(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> StoreResult<Option<i64>> {
+pub async fn oldest_seq(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+) -> StoreResult<Option<i64>> {
     Ok(channel_events::table
         .filter(channel_events::channel_id.eq(channel_id.as_uuid()))
         .select(diesel::dsl::min(channel_events::seq))
@@ -120,6 +127,13 @@ pub async fn oldest_seq(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> 
 }
 
 /// Deletes events older than `cutoff` (the retention window).
-pub async fn purge_older_than(conn: &mut AsyncPgConnection, cutoff: OffsetDateTime) -> StoreResult<usize> {
-    Ok(diesel::delete(channel_events::table.filter(channel_events::created_at.lt(cutoff))).execute(conn).await?)
+pub async fn purge_older_than(
+    conn: &mut AsyncPgConnection,
+    cutoff: OffsetDateTime,
+) -> StoreResult<usize> {
+    Ok(
+        diesel::delete(channel_events::table.filter(channel_events::created_at.lt(cutoff)))
+            .execute(conn)
+            .await?,
+    )
 }

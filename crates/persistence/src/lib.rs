@@ -8,10 +8,13 @@ pub mod channels;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod local_pg;
+pub mod messages;
 mod schema;
 pub mod tokens;
 pub mod users;
+pub mod writer;
 
 pub use db::{Database, PooledConnection, run_migrations};
 pub use diesel_async::AsyncPgConnection;

@@ -25,7 +25,11 @@ const REORDER_WAIT: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// A channel event, encoded once for everyone.
-    Event { channel_id: ChannelId, seq: i64, frame: Arc<str> },
+    Event {
+        channel_id: ChannelId,
+        seq: i64,
+        frame: Arc<str>,
+    },
     /// Typing and presence: no seq, no replay.
     Ephemeral(Arc<str>),
     /// The connection no longer receives this channel (left, banned, deleted).
@@ -99,7 +103,9 @@ pub struct Registration {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a hub lock leaves consistent-enough maps (every update is a
     // single insert or remove); keep serving rather than poisoning every connection.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Hub {
@@ -135,7 +141,10 @@ impl Hub {
     }
 
     fn channel(&self, channel_id: ChannelId) -> Arc<Mutex<ChannelState>> {
-        lock(&self.shared.channels).entry(channel_id).or_default().clone()
+        lock(&self.shared.channels)
+            .entry(channel_id)
+            .or_default()
+            .clone()
     }
 
     /// Registers a connection of `user` subscribed to `channels`.
@@ -144,13 +153,23 @@ impl Hub {
         let (tx, rx) = mpsc::channel(self.shared.queue_capacity);
         {
             let mut registry = lock(&self.shared.registry);
-            registry.conns.insert(conn, ConnEntry { user, tx: tx.clone(), channels: HashSet::new() });
+            registry.conns.insert(
+                conn,
+                ConnEntry {
+                    user,
+                    tx: tx.clone(),
+                    channels: HashSet::new(),
+                },
+            );
             registry.by_user.entry(user).or_default().insert(conn);
         }
         for &channel_id in channels {
             let channel = self.channel(channel_id);
             let mut state = lock(&channel);
-            state.subscribers.push(Subscriber { conn, tx: tx.clone() });
+            state.subscribers.push(Subscriber {
+                conn,
+                tx: tx.clone(),
+            });
             if let Some(entry) = lock(&self.shared.registry).conns.get_mut(&conn) {
                 entry.channels.insert(channel_id);
             }
@@ -163,7 +182,9 @@ impl Hub {
     pub fn unregister(&self, conn: ConnId) -> bool {
         let entry = {
             let mut registry = lock(&self.shared.registry);
-            let Some(entry) = registry.conns.remove(&conn) else { return false };
+            let Some(entry) = registry.conns.remove(&conn) else {
+                return false;
+            };
             if let Some(conns) = registry.by_user.get_mut(&entry.user) {
                 conns.remove(&conn);
                 if conns.is_empty() {
@@ -182,7 +203,10 @@ impl Hub {
 
     /// Whether `conn` currently receives `channel_id` (so is a member, not banned).
     pub fn is_subscribed(&self, conn: ConnId, channel_id: ChannelId) -> bool {
-        lock(&self.shared.registry).conns.get(&conn).is_some_and(|e| e.channels.contains(&channel_id))
+        lock(&self.shared.registry)
+            .conns
+            .get(&conn)
+            .is_some_and(|e| e.channels.contains(&channel_id))
     }
 
     /// Publishes committed events: to this node's connections and, through the relay, to
@@ -255,24 +279,41 @@ impl Hub {
     /// Sends one in-order event to the channel's subscribers, applying the membership change
     /// it describes at the right point: a newcomer receives their own `member_joined`, a
     /// banned user receives their `member_banned` and nothing after.
-    fn fan_out(&self, channel_id: ChannelId, state: &mut ChannelState, event: &ChannelEvent, slow: &mut Vec<ConnId>) {
+    fn fan_out(
+        &self,
+        channel_id: ChannelId,
+        state: &mut ChannelState,
+        event: &ChannelEvent,
+        slow: &mut Vec<ConnId>,
+    ) {
         if event.kind == EventKind::MemberJoined
             && let Some(user) = event.subject
         {
             let mut registry = lock(&self.shared.registry);
-            let conns: Vec<ConnId> = registry.by_user.get(&user).map(|c| c.iter().copied().collect()).unwrap_or_default();
+            let conns: Vec<ConnId> = registry
+                .by_user
+                .get(&user)
+                .map(|c| c.iter().copied().collect())
+                .unwrap_or_default();
             for conn in conns {
                 if let Some(entry) = registry.conns.get_mut(&conn)
                     && entry.channels.insert(channel_id)
                 {
-                    state.subscribers.push(Subscriber { conn, tx: entry.tx.clone() });
+                    state.subscribers.push(Subscriber {
+                        conn,
+                        tx: entry.tx.clone(),
+                    });
                 }
             }
         }
 
         let frame = encode_event(event);
         for subscriber in &state.subscribers {
-            let item = Outbound::Event { channel_id, seq: event.seq, frame: frame.clone() };
+            let item = Outbound::Event {
+                channel_id,
+                seq: event.seq,
+                frame: frame.clone(),
+            };
             if subscriber.tx.try_send(item).is_err() {
                 slow.push(subscriber.conn);
             }
@@ -280,14 +321,18 @@ impl Hub {
         metrics::counter!("events_fanned_out_total").increment(state.subscribers.len() as u64);
 
         let leaving: Option<Box<dyn Fn(UserId) -> bool>> = match (event.kind, event.subject) {
-            (EventKind::MemberLeft | EventKind::MemberBanned, Some(user)) => Some(Box::new(move |u| u == user)),
+            (EventKind::MemberLeft | EventKind::MemberBanned, Some(user)) => {
+                Some(Box::new(move |u| u == user))
+            }
             (EventKind::ChannelDeleted, _) => Some(Box::new(|_| true)),
             _ => None,
         };
         if let Some(leaves) = leaving {
             let mut registry = lock(&self.shared.registry);
             state.subscribers.retain(|s| {
-                let Some(entry) = registry.conns.get_mut(&s.conn) else { return false };
+                let Some(entry) = registry.conns.get_mut(&s.conn) else {
+                    return false;
+                };
                 if leaves(entry.user) {
                     entry.channels.remove(&channel_id);
                     let _ = s.tx.try_send(Outbound::Left { channel_id });
@@ -319,10 +364,17 @@ impl Hub {
         self.deliver_ephemeral(channels, frame, except);
     }
 
-    pub fn deliver_ephemeral(&self, channels: &[ChannelId], frame: &Arc<str>, except: Option<ConnId>) {
+    pub fn deliver_ephemeral(
+        &self,
+        channels: &[ChannelId],
+        frame: &Arc<str>,
+        except: Option<ConnId>,
+    ) {
         let mut seen = HashSet::new();
         for &channel_id in channels {
-            let Some(channel) = lock(&self.shared.channels).get(&channel_id).cloned() else { continue };
+            let Some(channel) = lock(&self.shared.channels).get(&channel_id).cloned() else {
+                continue;
+            };
             let state = lock(&channel);
             for subscriber in &state.subscribers {
                 if Some(subscriber.conn) != except && seen.insert(subscriber.conn) {
@@ -335,7 +387,12 @@ impl Hub {
 
     /// Announces that `user` came online or went offline, to everyone sharing a channel.
     pub fn announce_presence(&self, user: &UserSummary, channels: &[ChannelId], online: bool) {
-        let frame = ServerFrame::Presence { user_id: user.id, username: user.username.as_str(), online }.encode();
+        let frame = ServerFrame::Presence {
+            user_id: user.id,
+            username: user.username.as_str(),
+            online,
+        }
+        .encode();
         self.broadcast(channels, &frame, None);
     }
 
@@ -381,7 +438,11 @@ mod tests {
     use domain::{DisplayName, EventBody, Username};
 
     fn user(name: &str) -> UserSummary {
-        UserSummary { id: UserId::new(), username: Username::parse(name).unwrap(), display_name: DisplayName::parse(name).unwrap() }
+        UserSummary {
+            id: UserId::new(),
+            username: Username::parse(name).unwrap(),
+            display_name: DisplayName::parse(name).unwrap(),
+        }
     }
 
     fn event(channel: ChannelId, seq: i64, body: &EventBody) -> ChannelEvent {
@@ -412,7 +473,11 @@ mod tests {
         hub.publish(vec![event(channel, 2, &body)]);
         assert_eq!(seqs(&mut reg.rx), vec![2, 3, 4]);
         hub.publish(vec![event(channel, 3, &body)]);
-        assert_eq!(seqs(&mut reg.rx), Vec::<i64>::new(), "duplicates are dropped");
+        assert_eq!(
+            seqs(&mut reg.rx),
+            Vec::<i64>::new(),
+            "duplicates are dropped"
+        );
     }
 
     #[tokio::test]
@@ -435,11 +500,31 @@ mod tests {
         let carol = user("carol");
         let mut owner_conn = hub.register(owner.id, &[channel]);
         let mut carol_conn = hub.register(carol.id, &[]);
-        hub.publish(vec![event(channel, 1, &EventBody::MemberJoined { user: carol.clone() })]);
-        hub.publish(vec![event(channel, 2, &EventBody::MemberBanned { user: carol.clone() })]);
-        hub.publish(vec![event(channel, 3, &EventBody::MemberJoined { user: user("dave") })]);
+        hub.publish(vec![event(
+            channel,
+            1,
+            &EventBody::MemberJoined {
+                user: carol.clone(),
+            },
+        )]);
+        hub.publish(vec![event(
+            channel,
+            2,
+            &EventBody::MemberBanned {
+                user: carol.clone(),
+            },
+        )]);
+        hub.publish(vec![event(
+            channel,
+            3,
+            &EventBody::MemberJoined { user: user("dave") },
+        )]);
         assert_eq!(seqs(&mut owner_conn.rx), vec![1, 2, 3]);
-        assert_eq!(seqs(&mut carol_conn.rx), vec![1, 2], "carol sees her ban and nothing after");
+        assert_eq!(
+            seqs(&mut carol_conn.rx),
+            vec![1, 2],
+            "carol sees her ban and nothing after"
+        );
         assert!(!hub.is_subscribed(carol_conn.conn, channel));
     }
 

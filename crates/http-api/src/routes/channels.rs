@@ -113,29 +113,40 @@ pub struct ReadMarker {
 }
 
 async fn caller_summary(conn: &mut AsyncPgConnection, caller: &AuthUser) -> ApiResult<UserSummary> {
-    users::summary(conn, caller.id()).await.map_err(|e| match e {
-        persistence::StoreError::NotFound => {
-            ApiError::Unauthorized { code: "invalid_token", detail: "The account no longer exists.".into() }
-        }
-        other => other.into(),
-    })
+    users::summary(conn, caller.id())
+        .await
+        .map_err(|e| match e {
+            persistence::StoreError::NotFound => ApiError::Unauthorized {
+                code: "invalid_token",
+                detail: "The account no longer exists.".into(),
+            },
+            other => other.into(),
+        })
 }
 
 async fn user_by_name(conn: &mut AsyncPgConnection, username: &str) -> ApiResult<UserSummary> {
-    let user = users::find_by_username(conn, username).await.map_err(|e| match e {
-        persistence::StoreError::NotFound => ApiError::not_found("user"),
-        other => other.into(),
-    })?;
+    let user = users::find_by_username(conn, username)
+        .await
+        .map_err(|e| match e {
+            persistence::StoreError::NotFound => ApiError::not_found("user"),
+            other => other.into(),
+        })?;
     Ok(user.summary())
 }
 
-async fn with_bans(conn: &mut AsyncPgConnection, channel: &domain::Channel) -> ApiResult<ChannelWithBans> {
+async fn with_bans(
+    conn: &mut AsyncPgConnection,
+    channel: &domain::Channel,
+) -> ApiResult<ChannelWithBans> {
     let bans = channels::bans(conn, channel.id).await?;
     Ok(ChannelWithBans {
         channel: channel.into(),
         member_exceptions: bans
             .into_iter()
-            .map(|b| MemberException { user_id: b.user_id.as_uuid(), created_at: domain::timestamp::format(b.created_at) })
+            .map(|b| MemberException {
+                user_id: b.user_id.as_uuid(),
+                created_at: domain::timestamp::format(b.created_at),
+            })
             .collect(),
     })
 }
@@ -152,16 +163,30 @@ async fn with_bans(conn: &mut AsyncPgConnection, channel: &domain::Channel) -> A
     )
 )]
 #[post("/channels")]
-pub async fn create_channel(state: web::Data<AppState>, caller: AuthUser, body: JsonBody<CreateChannelRequest>) -> ApiResult<HttpResponse> {
+pub async fn create_channel(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    body: JsonBody<CreateChannelRequest>,
+) -> ApiResult<HttpResponse> {
     let body = body.0;
     let mut problems = Problems::default();
     let name = problems.check(ChannelName::parse(&body.name));
-    let description = body.description.as_deref().and_then(|d| problems.check(ChannelDescription::parse(d)));
+    let description = body
+        .description
+        .as_deref()
+        .and_then(|d| problems.check(ChannelDescription::parse(d)));
     problems.finish()?;
     let name = name.ok_or_else(|| ApiError::internal("validated name missing"))?;
     let mut conn = state.conn().await?;
     let owner = caller_summary(&mut conn, &caller).await?;
-    let (channel, events) = channels::create(&mut conn, &owner, &name, description.as_ref(), body.is_private).await?;
+    let (channel, events) = channels::create(
+        &mut conn,
+        &owner,
+        &name,
+        description.as_ref(),
+        body.is_private,
+    )
+    .await?;
     state.hub.publish(events);
     Ok(HttpResponse::Created().json(ChannelDto::from(&channel)))
 }
@@ -169,17 +194,30 @@ pub async fn create_channel(state: web::Data<AppState>, caller: AuthUser, body: 
 /// Public channels, plus the private ones the caller belongs to, oldest first.
 #[utoipa::path(tag = "channels", security(("bearer" = [])), params(PageQuery), responses((status = 200, body = Page<ChannelDto>), (status = 422, body = ErrorBody)))]
 #[get("/channels")]
-pub async fn list_channels(state: web::Data<AppState>, caller: AuthUser, query: web::Query<PageQuery>) -> ApiResult<web::Json<Page<ChannelDto>>> {
+pub async fn list_channels(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    query: web::Query<PageQuery>,
+) -> ApiResult<web::Json<Page<ChannelDto>>> {
     let (limit, after) = query.parse()?;
     let mut conn = state.conn().await?;
     let rows = channels::list_visible(&mut conn, caller.id(), after, limit.get() + 1).await?;
-    Ok(web::Json(Page::from_rows(rows, limit.get(), |c| c.id.to_string(), |c| ChannelDto::from(&c))))
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit.get(),
+        |c| c.id.to_string(),
+        |c| ChannelDto::from(&c),
+    )))
 }
 
 /// The caller's channels and DMs with `unread_count` and `last_read_seq`.
 #[utoipa::path(tag = "channels", security(("bearer" = [])), params(PageQuery), responses((status = 200, body = Page<MyChannel>)))]
 #[get("/channels/me")]
-pub async fn my_channels(state: web::Data<AppState>, caller: AuthUser, query: web::Query<PageQuery>) -> ApiResult<web::Json<Page<MyChannel>>> {
+pub async fn my_channels(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    query: web::Query<PageQuery>,
+) -> ApiResult<web::Json<Page<MyChannel>>> {
     let (limit, after) = query.parse()?;
     let mut conn = state.conn().await?;
     let rows = channels::list_mine(&mut conn, caller.id(), after, limit.get() + 1).await?;
@@ -205,23 +243,41 @@ pub async fn my_channels(state: web::Data<AppState>, caller: AuthUser, query: we
     responses((status = 201, body = ChannelDto), (status = 200, body = ChannelDto), (status = 404, body = ErrorBody))
 )]
 #[post("/channels/dm/{username}")]
-pub async fn open_dm(state: web::Data<AppState>, caller: AuthUser, username: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn open_dm(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    username: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let mut conn = state.conn().await?;
     let me = caller_summary(&mut conn, &caller).await?;
     let other = user_by_name(&mut conn, &username).await?;
     let (channel, created, events) = channels::open_dm(&mut conn, &me, &other).await?;
     state.hub.publish(events);
     let dto = ChannelDto::from(&channel);
-    Ok(if created { HttpResponse::Created().json(dto) } else { HttpResponse::Ok().json(dto) })
+    Ok(if created {
+        HttpResponse::Created().json(dto)
+    } else {
+        HttpResponse::Ok().json(dto)
+    })
 }
 
 /// One channel. Public: anyone not banned (banned → 403). Private and DMs: members only
 /// (others → 404).
 #[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = ChannelDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[get("/channels/{id}")]
-pub async fn get_channel(state: web::Data<AppState>, caller: AuthUser, id: web::Path<Uuid>) -> ApiResult<web::Json<ChannelDto>> {
+pub async fn get_channel(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+) -> ApiResult<web::Json<ChannelDto>> {
     let mut conn = state.conn().await?;
-    let access = channel_access(&mut conn, ChannelId::from_uuid(*id), caller.id(), Action::Read).await?;
+    let access = channel_access(
+        &mut conn,
+        ChannelId::from_uuid(*id),
+        caller.id(),
+        Action::Read,
+    )
+    .await?;
     Ok(web::Json(ChannelDto::from(&access.channel)))
 }
 
@@ -242,13 +298,20 @@ pub async fn update_channel(
 ) -> ApiResult<web::Json<ChannelDto>> {
     let body = body.0;
     let mut problems = Problems::default();
-    let name = body.name.as_deref().and_then(|n| problems.check(ChannelName::parse(n)));
-    let description = body.description.as_deref().and_then(|d| problems.check(ChannelDescription::parse(d)));
+    let name = body
+        .name
+        .as_deref()
+        .and_then(|n| problems.check(ChannelName::parse(n)));
+    let description = body
+        .description
+        .as_deref()
+        .and_then(|d| problems.check(ChannelDescription::parse(d)));
     problems.finish()?;
     let channel_id = ChannelId::from_uuid(*id);
     let mut conn = state.conn().await?;
     channel_access(&mut conn, channel_id, caller.id(), Action::Moderate).await?;
-    let (channel, events) = channels::update(&mut conn, channel_id, ChannelChanges { name, description }).await?;
+    let (channel, events) =
+        channels::update(&mut conn, channel_id, ChannelChanges { name, description }).await?;
     state.hub.publish(events);
     Ok(web::Json(ChannelDto::from(&channel)))
 }
@@ -256,7 +319,11 @@ pub async fn update_channel(
 /// Delete a channel with its messages, reactions and attachment links (owner).
 #[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[delete("/channels/{id}")]
-pub async fn delete_channel(state: web::Data<AppState>, caller: AuthUser, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+pub async fn delete_channel(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
     let channel_id = ChannelId::from_uuid(*id);
     let mut conn = state.conn().await?;
     channel_access(&mut conn, channel_id, caller.id(), Action::Moderate).await?;
@@ -268,12 +335,18 @@ pub async fn delete_channel(state: web::Data<AppState>, caller: AuthUser, id: we
 /// Join a public channel (idempotent). Banned → 403; DMs → 403.
 #[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = ChannelDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[post("/channels/{id}/join")]
-pub async fn join(state: web::Data<AppState>, caller: AuthUser, id: web::Path<Uuid>) -> ApiResult<web::Json<ChannelDto>> {
+pub async fn join(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+) -> ApiResult<web::Json<ChannelDto>> {
     let channel_id = ChannelId::from_uuid(*id);
     let mut conn = state.conn().await?;
     channel_access(&mut conn, channel_id, caller.id(), Action::Join).await?;
     let me = caller_summary(&mut conn, &caller).await?;
-    let (channel, events) = channels::join(&mut conn, channel_id, &me).await.map_err(banned_to_forbidden)?;
+    let (channel, events) = channels::join(&mut conn, channel_id, &me)
+        .await
+        .map_err(banned_to_forbidden)?;
     state.hub.publish(events);
     Ok(web::Json(ChannelDto::from(&channel)))
 }
@@ -281,7 +354,9 @@ pub async fn join(state: web::Data<AppState>, caller: AuthUser, id: web::Path<Uu
 /// A ban that landed between the access check and the join's own check under the lock.
 fn banned_to_forbidden(error: persistence::StoreError) -> ApiError {
     match error {
-        persistence::StoreError::Conflict("user_banned") => ApiError::Forbidden("you are banned from this channel".into()),
+        persistence::StoreError::Conflict("user_banned") => {
+            ApiError::Forbidden("you are banned from this channel".into())
+        }
         other => other.into(),
     }
 }
@@ -289,7 +364,11 @@ fn banned_to_forbidden(error: persistence::StoreError) -> ApiError {
 /// Leave a channel. The owner cannot leave (409).
 #[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/channels/{id}/leave")]
-pub async fn leave(state: web::Data<AppState>, caller: AuthUser, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+pub async fn leave(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
     let channel_id = ChannelId::from_uuid(*id);
     let mut conn = state.conn().await?;
     channel_access(&mut conn, channel_id, caller.id(), Action::Leave).await?;
@@ -314,25 +393,36 @@ pub async fn list_members(
     channel_access(&mut conn, channel_id, caller.id(), Action::Read).await?;
     let rows = channels::members(&mut conn, channel_id, after, limit.get() + 1).await?;
     let presence = state.hub.presence();
-    Ok(web::Json(Page::from_rows(rows, limit.get(), |u| u.id.to_string(), |u| UserDto::public(&u, presence.is_online(u.id)))))
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit.get(),
+        |u| u.id.to_string(),
+        |u| UserDto::public(&u, presence.is_online(u.id)),
+    )))
 }
 
 /// Add a user to a private channel (owner). A banned user cannot be added (409).
 #[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path), ("username" = String, Path)), responses((status = 200, body = ChannelDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/channels/{id}/members/{username}")]
-pub async fn add_member(state: web::Data<AppState>, caller: AuthUser, path: web::Path<(Uuid, String)>) -> ApiResult<web::Json<ChannelDto>> {
+pub async fn add_member(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<(Uuid, String)>,
+) -> ApiResult<web::Json<ChannelDto>> {
     let (id, username) = path.into_inner();
     let channel_id = ChannelId::from_uuid(id);
     let mut conn = state.conn().await?;
     channel_access(&mut conn, channel_id, caller.id(), Action::Invite).await?;
     let target = user_by_name(&mut conn, &username).await?;
-    let (channel, events) = channels::join(&mut conn, channel_id, &target).await.map_err(|e| match e {
-        persistence::StoreError::Conflict("user_banned") => ApiError::Conflict {
-            code: "user_banned",
-            detail: "That user is banned from this channel; unban them first.".into(),
-        },
-        other => other.into(),
-    })?;
+    let (channel, events) = channels::join(&mut conn, channel_id, &target)
+        .await
+        .map_err(|e| match e {
+            persistence::StoreError::Conflict("user_banned") => ApiError::Conflict {
+                code: "user_banned",
+                detail: "That user is banned from this channel; unban them first.".into(),
+            },
+            other => other.into(),
+        })?;
     state.hub.publish(events);
     Ok(web::Json(ChannelDto::from(&channel)))
 }
@@ -341,7 +431,11 @@ pub async fn add_member(state: web::Data<AppState>, caller: AuthUser, path: web:
 /// until unbanned. Banning twice is harmless. The owner cannot be banned (409).
 #[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path), ("username" = String, Path)), responses((status = 200, body = ChannelWithBans), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/channels/{id}/ban-by-username/{username}")]
-pub async fn ban(state: web::Data<AppState>, caller: AuthUser, path: web::Path<(Uuid, String)>) -> ApiResult<web::Json<ChannelWithBans>> {
+pub async fn ban(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<(Uuid, String)>,
+) -> ApiResult<web::Json<ChannelWithBans>> {
     let (id, username) = path.into_inner();
     let channel_id = ChannelId::from_uuid(id);
     let mut conn = state.conn().await?;
@@ -356,7 +450,11 @@ pub async fn ban(state: web::Data<AppState>, caller: AuthUser, path: web::Path<(
 /// Lift a ban (owner). Unbanning someone who is not banned is harmless.
 #[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path), ("username" = String, Path)), responses((status = 200, body = ChannelWithBans), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[post("/channels/{id}/unban-by-username/{username}")]
-pub async fn unban(state: web::Data<AppState>, caller: AuthUser, path: web::Path<(Uuid, String)>) -> ApiResult<web::Json<ChannelWithBans>> {
+pub async fn unban(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<(Uuid, String)>,
+) -> ApiResult<web::Json<ChannelWithBans>> {
     let (id, username) = path.into_inner();
     let channel_id = ChannelId::from_uuid(id);
     let mut conn = state.conn().await?;
@@ -405,12 +503,23 @@ pub async fn banned_users(
 /// Move the caller's read marker forward (never backwards).
 #[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = ReadMarker, responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[put("/channels/{id}/read")]
-pub async fn mark_read(state: web::Data<AppState>, caller: AuthUser, id: web::Path<Uuid>, body: JsonBody<ReadMarker>) -> ApiResult<HttpResponse> {
+pub async fn mark_read(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    body: JsonBody<ReadMarker>,
+) -> ApiResult<HttpResponse> {
     let channel_id = ChannelId::from_uuid(*id);
     let mut conn = state.conn().await?;
     let access = channel_access(&mut conn, channel_id, caller.id(), Action::Post).await?;
     if body.0.seq < 0 || body.0.seq > access.last_seq {
-        return Err(ApiError::validation("seq", format!("must be between 0 and the channel's last seq ({})", access.last_seq)));
+        return Err(ApiError::validation(
+            "seq",
+            format!(
+                "must be between 0 and the channel's last seq ({})",
+                access.last_seq
+            ),
+        ));
     }
     channels::mark_read(&mut conn, channel_id, caller.id(), body.0.seq).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -3,5 +3,7 @@
 pub mod auth;
 pub mod channels;
 pub mod docs;
+pub mod files;
 pub mod health;
+pub mod messages;
 pub mod users;

@@ -1,0 +1,475 @@
+//! Messages, threads, reactions and search (API.md section 5).
+
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use domain::{
+    Action, ChannelId, Cursor, Emoji, FileId, Limit, MessageContent, MessageId, ReactionDetail,
+};
+use persistence::messages::{self, HistoryPage};
+use persistence::writer::{NewMessage, PostError};
+use persistence::{AsyncPgConnection, users};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use crate::dto::{MessageDto, Page};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{AuthUser, JsonBody};
+use crate::guard::channel_access;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(post_message)
+        .service(history)
+        .service(get_message)
+        .service(replies)
+        .service(edit_message)
+        .service(delete_message)
+        .service(add_reaction)
+        .service(remove_reaction)
+        .service(list_reactions)
+        .service(search);
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PostMessageRequest {
+    #[schema(example = "Hello, world!")]
+    pub content: String,
+    #[schema(value_type = String, format = Uuid, example = "123e4567-e89b-12d3-a456-426614174000")]
+    pub channel_id: Uuid,
+    /// Reply in the thread of this top-level message.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub parent_id: Option<Uuid>,
+    /// Files you uploaded (at most 10).
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub attachment_ids: Vec<Uuid>,
+    /// Makes the send idempotent: the same nonce from you in this channel within 24 h
+    /// returns the first message (200) and broadcasts nothing. `Idempotency-Key` works too.
+    pub nonce: Option<String>,
+}
+
+fn post_error(error: PostError) -> ApiError {
+    match error {
+        PostError::NotMember => ApiError::Forbidden("you are not a member of this channel".into()),
+        PostError::ChannelGone => ApiError::not_found("channel"),
+        PostError::Invalid { field, message } => ApiError::validation(field, message),
+        PostError::Store(store) => store.into(),
+        PostError::Closed => ApiError::Unavailable,
+    }
+}
+
+/// Send a message (members, not banned). 201 when created; 200 with the first message when
+/// the nonce was seen before.
+#[utoipa::path(
+    tag = "messages",
+    security(("bearer" = [])),
+    request_body = PostMessageRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Alternative to `nonce`")),
+    responses(
+        (status = 201, body = MessageDto),
+        (status = 200, description = "Repeated nonce: the first message", body = MessageDto),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    )
+)]
+#[post("/chat/messages")]
+pub async fn post_message(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    req: HttpRequest,
+    body: JsonBody<PostMessageRequest>,
+) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let nonce = body.nonce.or_else(|| {
+        req.headers()
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    let channel_id = ChannelId::from_uuid(body.channel_id);
+    let message = NewMessage::parse(
+        channel_id,
+        caller.id(),
+        &body.content,
+        body.parent_id.map(MessageId::from_uuid),
+        body.attachment_ids
+            .into_iter()
+            .map(FileId::from_uuid)
+            .collect(),
+        nonce,
+    )?;
+    {
+        let mut conn = state.conn().await?;
+        channel_access(&mut conn, channel_id, caller.id(), Action::Post).await?;
+    }
+    let posted = state.writer.post(message).await.map_err(post_error)?;
+    let dto = MessageDto::from(&posted.message);
+    Ok(if posted.created {
+        HttpResponse::Created().json(dto)
+    } else {
+        HttpResponse::Ok().json(dto)
+    })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct HistoryQuery {
+    /// Page back in time from a `next_cursor` or a message id (newest first).
+    pub before: Option<String>,
+    /// Read forward from a cursor or a message id, oldest first, excluding it.
+    pub after: Option<String>,
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+}
+
+/// A `before`/`after` value: a cursor we made, or a message id of this channel.
+async fn position(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    raw: &str,
+    field: &'static str,
+) -> ApiResult<i64> {
+    if let Ok(id) = raw.parse::<Uuid>() {
+        return messages::seq_in_channel(conn, channel_id, MessageId::from_uuid(id))
+            .await
+            .map_err(|e| match e {
+                persistence::StoreError::NotFound => {
+                    ApiError::validation(field, "names no message of this channel")
+                }
+                other => other.into(),
+            });
+    }
+    Cursor::decode(raw, field)?
+        .parse::<i64>()
+        .map_err(|_| ApiError::validation(field, "is not a valid cursor"))
+}
+
+/// Channel history (top-level messages; replies are in their thread). No cursor: the newest
+/// page, newest first. `before`: older, newest first. `after`: newer, oldest first.
+#[utoipa::path(
+    tag = "messages",
+    security(("bearer" = [])),
+    params(("channel_id" = Uuid, Path), HistoryQuery),
+    responses((status = 200, body = Page<MessageDto>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody))
+)]
+#[get("/chat/channels/{channel_id}/messages")]
+pub async fn history(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    channel_id: web::Path<Uuid>,
+    query: web::Query<HistoryQuery>,
+) -> ApiResult<web::Json<Page<MessageDto>>> {
+    let limit = Limit::parse(query.limit)?;
+    let channel_id = ChannelId::from_uuid(*channel_id);
+    let mut conn = state.conn().await?;
+    channel_access(&mut conn, channel_id, caller.id(), Action::Read).await?;
+    let page = match (&query.before, &query.after) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation(
+                "before",
+                "give either before or after, not both",
+            ));
+        }
+        (Some(before), None) => {
+            HistoryPage::Before(position(&mut conn, channel_id, before, "before").await?)
+        }
+        (None, Some(after)) => {
+            HistoryPage::After(position(&mut conn, channel_id, after, "after").await?)
+        }
+        (None, None) => HistoryPage::Latest,
+    };
+    let rows = messages::history(&mut conn, channel_id, page, limit.get() + 1, caller.id()).await?;
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit.get(),
+        |m| m.seq.to_string(),
+        |m| MessageDto::from(&m),
+    )))
+}
+
+/// Loads a message's channel and checks the caller may do `action` there. A message in a
+/// channel the caller may not see is as absent as the channel.
+async fn message_access(
+    conn: &mut AsyncPgConnection,
+    id: MessageId,
+    caller: &AuthUser,
+    action: Action,
+) -> ApiResult<persistence::channels::ChannelAccess> {
+    let channel_id = messages::channel_of(conn, id).await.map_err(|e| match e {
+        persistence::StoreError::NotFound => ApiError::not_found("message"),
+        other => other.into(),
+    })?;
+    channel_access(conn, channel_id, caller.id(), action)
+        .await
+        .map_err(|e| match e {
+            ApiError::NotFound(_) => ApiError::not_found("message"),
+            other => other,
+        })
+}
+
+/// One message.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = MessageDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[get("/chat/messages/{id}")]
+pub async fn get_message(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+) -> ApiResult<web::Json<MessageDto>> {
+    let id = MessageId::from_uuid(*id);
+    let mut conn = state.conn().await?;
+    message_access(&mut conn, id, &caller, Action::Read).await?;
+    let message = messages::get(&mut conn, id, caller.id()).await?;
+    Ok(web::Json(MessageDto::from(&message)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct RepliesQuery {
+    /// `next_cursor` of the previous page.
+    pub after: Option<String>,
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+}
+
+/// A thread's replies, oldest first.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path), RepliesQuery), responses((status = 200, body = Page<MessageDto>), (status = 404, body = ErrorBody)))]
+#[get("/chat/messages/{id}/replies")]
+pub async fn replies(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    query: web::Query<RepliesQuery>,
+) -> ApiResult<web::Json<Page<MessageDto>>> {
+    let limit = Limit::parse(query.limit)?;
+    let id = MessageId::from_uuid(*id);
+    let after = query
+        .after
+        .as_deref()
+        .map(|raw| {
+            Cursor::decode(raw, "after")?
+                .parse::<i64>()
+                .map_err(|_| domain::DomainError::invalid("after", "is not a valid cursor"))
+        })
+        .transpose()?
+        .unwrap_or(0);
+    let mut conn = state.conn().await?;
+    message_access(&mut conn, id, &caller, Action::Read).await?;
+    let rows = messages::replies(&mut conn, id, after, limit.get() + 1, caller.id()).await?;
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit.get(),
+        |m| m.seq.to_string(),
+        |m| MessageDto::from(&m),
+    )))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EditMessageRequest {
+    pub content: String,
+}
+
+/// Edit your own message; `edited_at` is set.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = EditMessageRequest, responses((status = 200, body = MessageDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[patch("/chat/messages/{id}")]
+pub async fn edit_message(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    body: JsonBody<EditMessageRequest>,
+) -> ApiResult<web::Json<MessageDto>> {
+    let id = MessageId::from_uuid(*id);
+    let mut conn = state.conn().await?;
+    message_access(&mut conn, id, &caller, Action::Post).await?;
+    let (author, deleted) = messages::author(&mut conn, id).await?;
+    if author != caller.id() {
+        return Err(ApiError::Forbidden(
+            "only the author may edit a message".into(),
+        ));
+    }
+    if deleted {
+        return Err(ApiError::not_found("message"));
+    }
+    let has_attachments = !messages::get(&mut conn, id, caller.id())
+        .await?
+        .attachments
+        .is_empty();
+    let content = MessageContent::parse(&body.0.content, has_attachments)?;
+    let (message, events) = messages::edit(&mut conn, id, &content).await?;
+    state.hub.publish(events);
+    let message = messages::get(&mut conn, message.id, caller.id()).await?;
+    Ok(web::Json(MessageDto::from(&message)))
+}
+
+/// Delete a message (its author, or the channel owner). A tombstone stays.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[delete("/chat/messages/{id}")]
+pub async fn delete_message(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let id = MessageId::from_uuid(*id);
+    let mut conn = state.conn().await?;
+    let access = message_access(&mut conn, id, &caller, Action::Read).await?;
+    let (author, _) = messages::author(&mut conn, id).await?;
+    let is_owner = access.role == domain::Role::Owner;
+    if author != caller.id() && !is_owner {
+        return Err(ApiError::Forbidden(
+            "only the author or the channel owner may delete a message".into(),
+        ));
+    }
+    let events = messages::delete(&mut conn, id).await?;
+    state.hub.publish(events);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReactionRequest {
+    /// One emoji, or a `:short_code:`.
+    #[schema(example = "👍")]
+    pub emoji: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReactionDto {
+    pub emoji: String,
+    pub count: i64,
+    /// Usernames, earliest first (at most 100; `count` is exact).
+    pub users: Vec<String>,
+    pub me: bool,
+}
+
+impl From<ReactionDetail> for ReactionDto {
+    fn from(r: ReactionDetail) -> Self {
+        Self {
+            emoji: r.emoji.as_str().to_owned(),
+            count: r.count,
+            users: r.users,
+            me: r.me,
+        }
+    }
+}
+
+async fn reactions_of(
+    conn: &mut AsyncPgConnection,
+    id: MessageId,
+    caller: &AuthUser,
+) -> ApiResult<Vec<ReactionDto>> {
+    Ok(messages::reaction_details(conn, id, caller.id())
+        .await?
+        .into_iter()
+        .map(ReactionDto::from)
+        .collect())
+}
+
+/// React to a message (members). Idempotent per user and emoji. Returns the message's
+/// reactions.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = ReactionRequest, responses((status = 200, body = Vec<ReactionDto>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[post("/chat/messages/{id}/reactions")]
+pub async fn add_reaction(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    body: JsonBody<ReactionRequest>,
+) -> ApiResult<web::Json<Vec<ReactionDto>>> {
+    let emoji = Emoji::parse(&body.0.emoji)?;
+    let id = MessageId::from_uuid(*id);
+    let mut conn = state.conn().await?;
+    message_access(&mut conn, id, &caller, Action::Post).await?;
+    let me = users::summary(&mut conn, caller.id()).await?;
+    let events = messages::react(&mut conn, id, &me, &emoji)
+        .await
+        .map_err(|e| match e {
+            persistence::StoreError::NotFound => ApiError::not_found("message"),
+            other => other.into(),
+        })?;
+    state.hub.publish(events);
+    Ok(web::Json(reactions_of(&mut conn, id, &caller).await?))
+}
+
+/// Remove your reaction.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path), ("emoji" = String, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[delete("/chat/messages/{id}/reactions/{emoji}")]
+pub async fn remove_reaction(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<(Uuid, String)>,
+) -> ApiResult<HttpResponse> {
+    let (id, emoji) = path.into_inner();
+    let emoji = Emoji::parse(&emoji)?;
+    let id = MessageId::from_uuid(id);
+    let mut conn = state.conn().await?;
+    message_access(&mut conn, id, &caller, Action::Post).await?;
+    let me = users::summary(&mut conn, caller.id()).await?;
+    let events = messages::unreact(&mut conn, id, &me, &emoji).await?;
+    state.hub.publish(events);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A message's reactions with who reacted.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = Vec<ReactionDto>), (status = 404, body = ErrorBody)))]
+#[get("/chat/messages/{id}/reactions")]
+pub async fn list_reactions(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+) -> ApiResult<web::Json<Vec<ReactionDto>>> {
+    let id = MessageId::from_uuid(*id);
+    let mut conn = state.conn().await?;
+    message_access(&mut conn, id, &caller, Action::Read).await?;
+    Ok(web::Json(reactions_of(&mut conn, id, &caller).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct SearchQuery {
+    /// Words to find (web-search syntax: `"exact phrase"`, `-excluded`, `or`).
+    pub q: Option<String>,
+    /// Only this channel.
+    pub channel_id: Option<Uuid>,
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub before: Option<String>,
+}
+
+/// Full-text search over the channels and DMs you are a member of, best match first.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(SearchQuery), responses((status = 200, body = Page<MessageDto>), (status = 422, body = ErrorBody)))]
+#[get("/search/messages")]
+pub async fn search(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    query: web::Query<SearchQuery>,
+) -> ApiResult<web::Json<Page<MessageDto>>> {
+    let limit = Limit::parse(query.limit)?;
+    let q = query.q.as_deref().map(str::trim).unwrap_or_default();
+    if q.is_empty() || q.chars().count() > 200 || q.contains('\0') {
+        return Err(ApiError::validation("q", "must be 1 to 200 characters"));
+    }
+    let before = query
+        .before
+        .as_deref()
+        .map(|raw| {
+            let decoded = Cursor::decode(raw, "before")?;
+            decoded
+                .split_once('/')
+                .and_then(|(rank, id)| Some((rank.parse::<f32>().ok()?, id.parse::<Uuid>().ok()?)))
+                .ok_or_else(|| domain::DomainError::invalid("before", "is not a valid cursor"))
+        })
+        .transpose()?;
+    let mut conn = state.conn().await?;
+    let hits = messages::search(
+        &mut conn,
+        caller.id(),
+        q,
+        query.channel_id.map(ChannelId::from_uuid),
+        before,
+        limit.get() + 1,
+    )
+    .await?;
+    Ok(web::Json(Page::from_rows(
+        hits,
+        limit.get(),
+        |(m, rank)| format!("{rank}/{}", m.id),
+        |(m, _)| MessageDto::from(&m),
+    )))
+}
