@@ -196,7 +196,7 @@ pub struct TestApp {
     pub base: String,
     pub client: Client,
     pub settings: Settings,
-    handle: actix_web::dev::ServerHandle,
+    stopper: http_api::app::Stopper,
     files_dir: PathBuf,
     // Declared last: dropped after the server has been told to stop.
     pub database: TestDatabase,
@@ -232,7 +232,7 @@ impl TestApp {
             .await
             .expect("the server starts");
         let port = app.port();
-        let handle = app.handle();
+        let stopper = app.stopper();
         tokio::spawn(app.run_until_stopped());
         let base = format!("http://127.0.0.1:{port}");
         Self {
@@ -240,7 +240,7 @@ impl TestApp {
             client: Client::new(&base),
             base,
             settings,
-            handle,
+            stopper,
             files_dir,
             database,
         }
@@ -268,7 +268,7 @@ impl TestApp {
 
     /// Stops the server gracefully and waits for it.
     pub async fn stop(&self) {
-        self.handle.stop(true).await;
+        self.stopper.stop(true).await;
     }
 }
 
@@ -276,7 +276,7 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         // The stop command is sent synchronously; the database drop (in TestDatabase)
         // terminates whatever connections remain.
-        drop(self.handle.stop(false));
+        self.stopper.stop_now();
         let _ = std::fs::remove_dir_all(&self.files_dir);
     }
 }

@@ -50,6 +50,28 @@ pub struct Application {
     state: web::Data<AppState>,
     local_pg: Option<LocalServer>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    stopper: Stopper,
+}
+
+/// Stops a running server: WebSocket sessions close with 1001 first, then the HTTP server
+/// stops accepting and lets in-flight requests finish (or not, when not graceful).
+#[derive(Clone)]
+pub struct Stopper {
+    handle: actix_web::dev::ServerHandle,
+    shutdown: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Stopper {
+    pub async fn stop(&self, graceful: bool) {
+        let _ = self.shutdown.send(true);
+        self.handle.stop(graceful).await;
+    }
+
+    /// Sends the stop without waiting for it to complete (for `Drop`).
+    pub fn stop_now(&self) {
+        let _ = self.shutdown.send(true);
+        drop(self.handle.stop(false));
+    }
 }
 
 impl Application {
@@ -103,9 +125,12 @@ impl Application {
                 .map_err(|e| StartError::Database(e.to_string()))?,
         );
 
-        let files = LocalDisk::new(settings.file_storage_dir.clone())
-            .map_err(|e| StartError::Storage(e.to_string()))?;
-        let hub = Hub::default();
+        let files: Arc<dyn crate::files::FileStore> = Arc::new(
+            LocalDisk::new(settings.file_storage_dir.clone()).map_err(|e| StartError::Storage(e.to_string()))?,
+        );
+        background.push(tokio::spawn(janitor(db.clone(), files.clone())));
+        let (shutdown_tx, shutdown) = realtime::shutdown_switch();
+        let hub = Hub::new(settings.ws_queue_capacity);
         let writer = MessageWriter::spawn(
             db.clone(),
             Arc::new(hub.clone()),
@@ -120,7 +145,8 @@ impl Application {
             revocations,
             hub,
             writer,
-            files: Arc::new(files),
+            files,
+            shutdown,
         });
         let metrics = web::Data::new(Metrics::install());
 
@@ -150,16 +176,14 @@ impl Application {
             })?
             .shutdown_timeout(settings.shutdown_timeout_seconds)
             .client_request_timeout(Duration::from_secs(10))
+            // Signals are handled in `run_until_stopped`, so WebSockets can be closed with
+            // 1001 before the server stops.
+            .disable_signals()
             .run();
+        let stopper = Stopper { handle: server.handle(), shutdown: Arc::new(shutdown_tx) };
 
         tracing::info!(port, app = %settings.app_name, "listening");
-        Ok(Self {
-            port,
-            server,
-            state,
-            local_pg,
-            background,
-        })
+        Ok(Self { port, server, state, local_pg, background, stopper })
     }
 
     pub fn port(&self) -> u16 {
@@ -167,8 +191,8 @@ impl Application {
     }
 
     /// Lets a caller (a test) stop the server.
-    pub fn handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
     }
 
     pub fn state(&self) -> web::Data<AppState> {
@@ -178,7 +202,14 @@ impl Application {
     /// Serves until SIGTERM/SIGINT (or a stop through [`Application::handle`]), then lets
     /// in-flight requests finish and stops a PostgreSQL this process started.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let stopper = self.stopper.clone();
+        let signals = tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: closing WebSockets, finishing in-flight requests");
+            stopper.stop(true).await;
+        });
         let result = self.server.await;
+        signals.abort();
         for task in self.background {
             task.abort();
         }
@@ -186,6 +217,53 @@ impl Application {
             local_pg.stop().await;
         }
         result
+    }
+}
+
+/// SIGTERM or SIGINT (Ctrl-C).
+async fn wait_for_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+/// Hourly housekeeping: the event log keeps 7 days, idempotency nonces 24 hours, and
+/// uploads that no message refers to are removed after 24 hours.
+async fn janitor(db: Database, files: Arc<dyn crate::files::FileStore>) {
+    const EVENT_RETENTION: time::Duration = time::Duration::days(7);
+    const DAY: time::Duration = time::Duration::hours(24);
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let Ok(mut conn) = db.get().await else { continue };
+        let now = time::OffsetDateTime::now_utc();
+        match persistence::events::purge_older_than(&mut conn, now - EVENT_RETENTION).await {
+            Ok(n) if n > 0 => tracing::info!(events = n, "purged old events"),
+            Err(error) => tracing::warn!(%error, "event purge failed"),
+            _ => {}
+        }
+        if let Err(error) = persistence::messages::purge_nonces(&mut conn, now - DAY).await {
+            tracing::warn!(%error, "nonce purge failed");
+        }
+        match persistence::files::purge_orphans(&mut conn, now - DAY).await {
+            Ok(ids) => {
+                for id in ids {
+                    if let Err(error) = files.delete(&id.to_string()).await {
+                        tracing::warn!(%error, file = %id, "could not remove an orphaned upload");
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "orphan purge failed"),
+        }
     }
 }
 
@@ -215,7 +293,8 @@ fn build_app(
                 .configure(routes::users::configure)
                 .configure(routes::channels::configure)
                 .configure(routes::messages::configure)
-                .configure(routes::files::configure),
+                .configure(routes::files::configure)
+                .configure(routes::ws::configure),
         )
         .configure(routes::health::configure)
         .split_for_parts();

@@ -59,6 +59,8 @@ pub struct Settings {
     pub shutdown_timeout_seconds: u64,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// Frames queued per WebSocket connection before it is closed as a slow consumer (4008).
+    pub ws_queue_capacity: usize,
 }
 
 impl Default for Settings {
@@ -84,6 +86,7 @@ impl Default for Settings {
             database_connect_attempts: 10,
             shutdown_timeout_seconds: 10,
             workers: 0,
+            ws_queue_capacity: 1024,
         }
     }
 }
@@ -121,7 +124,7 @@ impl Settings {
         Ok(settings)
     }
 
-    const VARIABLES: [&'static str; 20] = [
+    const VARIABLES: [&'static str; 21] = [
         "DATABASE_URL",
         "SECRET_KEY",
         "APP_NAME",
@@ -142,6 +145,7 @@ impl Settings {
         "DATABASE_CONNECT_ATTEMPTS",
         "SHUTDOWN_TIMEOUT_SECONDS",
         "WORKERS",
+        "WS_QUEUE_CAPACITY",
     ];
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -164,6 +168,9 @@ impl Settings {
         }
         if self.database_pool_size == 0 {
             return fail("DATABASE_POOL_SIZE", "must be at least 1");
+        }
+        if self.ws_queue_capacity == 0 {
+            return fail("WS_QUEUE_CAPACITY", "must be at least 1");
         }
         if self.max_upload_bytes == 0 {
             return fail("MAX_UPLOAD_BYTES", "must be at least 1");

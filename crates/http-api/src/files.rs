@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 
 use bytes::Bytes;
-use futures_util::future::LocalBoxFuture;
+use futures_util::future::{BoxFuture, LocalBoxFuture};
 use futures_util::{Stream, StreamExt as _};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
@@ -25,7 +25,8 @@ pub trait FileStore: Send + Sync {
         offset: u64,
         len: Option<u64>,
     ) -> LocalBoxFuture<'a, io::Result<ByteStream<'static>>>;
-    fn delete<'a>(&'a self, key: &'a str) -> LocalBoxFuture<'a, io::Result<()>>;
+    /// `Send`, unlike the others, so background cleanup can run it on any thread.
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<()>>;
 }
 
 /// Files on the local disk under `FILE_STORAGE_DIR`, written to a temporary name and renamed
@@ -109,7 +110,7 @@ impl FileStore for LocalDisk {
         })
     }
 
-    fn delete<'a>(&'a self, key: &'a str) -> LocalBoxFuture<'a, io::Result<()>> {
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move {
             match tokio::fs::remove_file(self.path(key)?).await {
                 Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),

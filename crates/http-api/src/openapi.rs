@@ -19,6 +19,7 @@ use utoipa::openapi::security::{
         (name = "channels", description = "Channels, membership, DMs and moderation"),
         (name = "messages", description = "Messages, threads, reactions and search"),
         (name = "files", description = "Uploads and downloads"),
+        (name = "realtime", description = "The WebSocket handshake; the frames are described in its text"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]

@@ -19,6 +19,8 @@ pub struct AppState {
     pub hub: Hub,
     pub writer: persistence::writer::MessageWriter,
     pub files: Arc<dyn FileStore>,
+    /// Flips to true when the server shuts down; WebSocket sessions then close with 1001.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -29,6 +31,16 @@ impl AppState {
             return Err(auth::AuthError::Revoked.into());
         }
         Ok(claims)
+    }
+
+    pub fn session_env(&self) -> realtime::SessionEnv {
+        realtime::SessionEnv {
+            hub: self.hub.clone(),
+            db: self.db.clone(),
+            writer: self.writer.clone(),
+            frames_per_second: self.settings.rate_limit_writes_per_second,
+            shutdown: self.shutdown.clone(),
+        }
     }
 
     pub async fn conn(&self) -> Result<persistence::PooledConnection, ApiError> {

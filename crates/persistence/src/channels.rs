@@ -88,6 +88,11 @@ pub async fn access(
     })
 }
 
+/// The channel's newest event seq.
+pub async fn last_seq(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> StoreResult<i64> {
+    Ok(channels::table.find(channel_id.as_uuid()).select(channels::last_seq).first(conn).await?)
+}
+
 pub async fn find(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> StoreResult<Channel> {
     channels::table
         .find(channel_id.as_uuid())

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::error::{StoreError, StoreResult};
 use crate::events;
 use crate::files::FileRow;
-use crate::schema::{files, message_attachments, messages, reactions};
+use crate::schema::{files, message_attachments, message_nonces, messages, reactions};
 use crate::users;
 
 #[derive(Queryable, QueryableByName, Selectable, Insertable, Clone)]
@@ -501,4 +501,9 @@ pub async fn search(
     )
     .await?;
     Ok(messages.into_iter().zip(ranks).collect())
+}
+
+/// Forgets idempotency nonces older than `cutoff` (24 hours).
+pub async fn purge_nonces(conn: &mut AsyncPgConnection, cutoff: OffsetDateTime) -> StoreResult<usize> {
+    Ok(diesel::delete(message_nonces::table.filter(message_nonces::created_at.lt(cutoff))).execute(conn).await?)
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use domain::{ChannelEvent, ChannelId, EventKind, EventSink, UserId, UserSummary};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::presence::Presence;
 use crate::protocol::{ServerFrame, encode_event};
@@ -25,11 +25,7 @@ const REORDER_WAIT: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// A channel event, encoded once for everyone.
-    Event {
-        channel_id: ChannelId,
-        seq: i64,
-        frame: Arc<str>,
-    },
+    Event { channel_id: ChannelId, seq: i64, frame: Arc<str> },
     /// Typing and presence: no seq, no replay.
     Ephemeral(Arc<str>),
     /// The connection no longer receives this channel (left, banned, deleted).
@@ -48,6 +44,7 @@ struct ConnEntry {
     user: UserId,
     tx: mpsc::Sender<Outbound>,
     channels: HashSet<ChannelId>,
+    kicked: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -98,14 +95,15 @@ impl Default for Hub {
 pub struct Registration {
     pub conn: ConnId,
     pub rx: mpsc::Receiver<Outbound>,
+    /// Notified when the hub drops the connection as a slow consumer, so a session blocked
+    /// on a stalled socket stops waiting.
+    pub kicked: Arc<Notify>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a hub lock leaves consistent-enough maps (every update is a
     // single insert or remove); keep serving rather than poisoning every connection.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Hub {
@@ -141,50 +139,42 @@ impl Hub {
     }
 
     fn channel(&self, channel_id: ChannelId) -> Arc<Mutex<ChannelState>> {
-        lock(&self.shared.channels)
-            .entry(channel_id)
-            .or_default()
-            .clone()
+        lock(&self.shared.channels).entry(channel_id).or_default().clone()
     }
 
     /// Registers a connection of `user` subscribed to `channels`.
     pub fn register(&self, user: UserId, channels: &[ChannelId]) -> Registration {
         let conn = self.shared.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.shared.queue_capacity);
+        let kicked = Arc::new(Notify::new());
         {
             let mut registry = lock(&self.shared.registry);
-            registry.conns.insert(
-                conn,
-                ConnEntry {
-                    user,
-                    tx: tx.clone(),
-                    channels: HashSet::new(),
-                },
-            );
+            registry
+                .conns
+                .insert(conn, ConnEntry { user, tx: tx.clone(), channels: HashSet::new(), kicked: kicked.clone() });
             registry.by_user.entry(user).or_default().insert(conn);
         }
         for &channel_id in channels {
             let channel = self.channel(channel_id);
             let mut state = lock(&channel);
-            state.subscribers.push(Subscriber {
-                conn,
-                tx: tx.clone(),
-            });
+            state.subscribers.push(Subscriber { conn, tx: tx.clone() });
             if let Some(entry) = lock(&self.shared.registry).conns.get_mut(&conn) {
                 entry.channels.insert(channel_id);
             }
         }
         metrics::gauge!("websocket_connections").increment(1.0);
-        Registration { conn, rx }
+        Registration { conn, rx, kicked }
     }
 
     /// Removes a connection from the hub. Returns false if it was already gone (kicked).
     pub fn unregister(&self, conn: ConnId) -> bool {
+        self.remove(conn).is_some()
+    }
+
+    fn remove(&self, conn: ConnId) -> Option<ConnEntry> {
         let entry = {
             let mut registry = lock(&self.shared.registry);
-            let Some(entry) = registry.conns.remove(&conn) else {
-                return false;
-            };
+            let entry = registry.conns.remove(&conn)?;
             if let Some(conns) = registry.by_user.get_mut(&entry.user) {
                 conns.remove(&conn);
                 if conns.is_empty() {
@@ -193,20 +183,17 @@ impl Hub {
             }
             entry
         };
-        for channel_id in entry.channels {
+        for &channel_id in &entry.channels {
             let channel = self.channel(channel_id);
             lock(&channel).subscribers.retain(|s| s.conn != conn);
         }
         metrics::gauge!("websocket_connections").decrement(1.0);
-        true
+        Some(entry)
     }
 
     /// Whether `conn` currently receives `channel_id` (so is a member, not banned).
     pub fn is_subscribed(&self, conn: ConnId, channel_id: ChannelId) -> bool {
-        lock(&self.shared.registry)
-            .conns
-            .get(&conn)
-            .is_some_and(|e| e.channels.contains(&channel_id))
+        lock(&self.shared.registry).conns.get(&conn).is_some_and(|e| e.channels.contains(&channel_id))
     }
 
     /// Publishes committed events: to this node's connections and, through the relay, to
@@ -279,41 +266,25 @@ impl Hub {
     /// Sends one in-order event to the channel's subscribers, applying the membership change
     /// it describes at the right point: a newcomer receives their own `member_joined`, a
     /// banned user receives their `member_banned` and nothing after.
-    fn fan_out(
-        &self,
-        channel_id: ChannelId,
-        state: &mut ChannelState,
-        event: &ChannelEvent,
-        slow: &mut Vec<ConnId>,
-    ) {
+    fn fan_out(&self, channel_id: ChannelId, state: &mut ChannelState, event: &ChannelEvent, slow: &mut Vec<ConnId>) {
         if event.kind == EventKind::MemberJoined
             && let Some(user) = event.subject
         {
             let mut registry = lock(&self.shared.registry);
-            let conns: Vec<ConnId> = registry
-                .by_user
-                .get(&user)
-                .map(|c| c.iter().copied().collect())
-                .unwrap_or_default();
+            let conns: Vec<ConnId> =
+                registry.by_user.get(&user).map(|c| c.iter().copied().collect()).unwrap_or_default();
             for conn in conns {
                 if let Some(entry) = registry.conns.get_mut(&conn)
                     && entry.channels.insert(channel_id)
                 {
-                    state.subscribers.push(Subscriber {
-                        conn,
-                        tx: entry.tx.clone(),
-                    });
+                    state.subscribers.push(Subscriber { conn, tx: entry.tx.clone() });
                 }
             }
         }
 
         let frame = encode_event(event);
         for subscriber in &state.subscribers {
-            let item = Outbound::Event {
-                channel_id,
-                seq: event.seq,
-                frame: frame.clone(),
-            };
+            let item = Outbound::Event { channel_id, seq: event.seq, frame: frame.clone() };
             if subscriber.tx.try_send(item).is_err() {
                 slow.push(subscriber.conn);
             }
@@ -321,9 +292,7 @@ impl Hub {
         metrics::counter!("events_fanned_out_total").increment(state.subscribers.len() as u64);
 
         let leaving: Option<Box<dyn Fn(UserId) -> bool>> = match (event.kind, event.subject) {
-            (EventKind::MemberLeft | EventKind::MemberBanned, Some(user)) => {
-                Some(Box::new(move |u| u == user))
-            }
+            (EventKind::MemberLeft | EventKind::MemberBanned, Some(user)) => Some(Box::new(move |u| u == user)),
             (EventKind::ChannelDeleted, _) => Some(Box::new(|_| true)),
             _ => None,
         };
@@ -348,7 +317,8 @@ impl Hub {
     /// connection with 4008.
     fn kick(&self, conns: Vec<ConnId>) {
         for conn in conns {
-            if self.unregister(conn) {
+            if let Some(entry) = self.remove(conn) {
+                entry.kicked.notify_one();
                 metrics::counter!("websocket_slow_consumer_disconnects_total").increment(1);
                 tracing::info!(conn, "closing a slow consumer");
             }
@@ -364,12 +334,7 @@ impl Hub {
         self.deliver_ephemeral(channels, frame, except);
     }
 
-    pub fn deliver_ephemeral(
-        &self,
-        channels: &[ChannelId],
-        frame: &Arc<str>,
-        except: Option<ConnId>,
-    ) {
+    pub fn deliver_ephemeral(&self, channels: &[ChannelId], frame: &Arc<str>, except: Option<ConnId>) {
         let mut seen = HashSet::new();
         for &channel_id in channels {
             let Some(channel) = lock(&self.shared.channels).get(&channel_id).cloned() else {
@@ -386,19 +351,9 @@ impl Hub {
     }
 
     /// Announces that `user` came online or went offline, to everyone sharing a channel.
-    pub fn announce_presence(&self, user: &UserSummary, channels: &[ChannelId], online: bool) {
-        let frame = ServerFrame::Presence {
-            user_id: user.id,
-            username: user.username.as_str(),
-            online,
-        }
-        .encode();
-        self.broadcast(channels, &frame, None);
-    }
-
-    /// Every connection of this node, for a graceful shutdown.
-    pub fn close_all(&self) -> Vec<ConnId> {
-        lock(&self.shared.registry).conns.keys().copied().collect()
+    pub fn announce_presence(&self, user: &UserSummary, channels: &[ChannelId], online: bool, except: Option<ConnId>) {
+        let frame = ServerFrame::Presence { user_id: user.id, username: user.username.as_str(), online }.encode();
+        self.broadcast(channels, &frame, except);
     }
 }
 
@@ -473,11 +428,7 @@ mod tests {
         hub.publish(vec![event(channel, 2, &body)]);
         assert_eq!(seqs(&mut reg.rx), vec![2, 3, 4]);
         hub.publish(vec![event(channel, 3, &body)]);
-        assert_eq!(
-            seqs(&mut reg.rx),
-            Vec::<i64>::new(),
-            "duplicates are dropped"
-        );
+        assert_eq!(seqs(&mut reg.rx), Vec::<i64>::new(), "duplicates are dropped");
     }
 
     #[tokio::test]
@@ -500,31 +451,11 @@ mod tests {
         let carol = user("carol");
         let mut owner_conn = hub.register(owner.id, &[channel]);
         let mut carol_conn = hub.register(carol.id, &[]);
-        hub.publish(vec![event(
-            channel,
-            1,
-            &EventBody::MemberJoined {
-                user: carol.clone(),
-            },
-        )]);
-        hub.publish(vec![event(
-            channel,
-            2,
-            &EventBody::MemberBanned {
-                user: carol.clone(),
-            },
-        )]);
-        hub.publish(vec![event(
-            channel,
-            3,
-            &EventBody::MemberJoined { user: user("dave") },
-        )]);
+        hub.publish(vec![event(channel, 1, &EventBody::MemberJoined { user: carol.clone() })]);
+        hub.publish(vec![event(channel, 2, &EventBody::MemberBanned { user: carol.clone() })]);
+        hub.publish(vec![event(channel, 3, &EventBody::MemberJoined { user: user("dave") })]);
         assert_eq!(seqs(&mut owner_conn.rx), vec![1, 2, 3]);
-        assert_eq!(
-            seqs(&mut carol_conn.rx),
-            vec![1, 2],
-            "carol sees her ban and nothing after"
-        );
+        assert_eq!(seqs(&mut carol_conn.rx), vec![1, 2], "carol sees her ban and nothing after");
         assert!(!hub.is_subscribed(carol_conn.conn, channel));
     }
 

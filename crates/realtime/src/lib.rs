@@ -4,6 +4,8 @@
 mod hub;
 mod presence;
 pub mod protocol;
+pub mod session;
 
 pub use hub::{ConnId, Hub, Outbound, Registration, Relay};
 pub use presence::Presence;
+pub use session::{SessionEnv, shutdown_switch, start};

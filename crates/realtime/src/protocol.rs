@@ -61,33 +61,22 @@ impl ClientFrame {
     /// Parses a text frame. Unknown types and malformed data are errors the connection
     /// survives.
     pub fn parse(text: &str) -> Result<Self, FrameError> {
-        let envelope: Envelope = serde_json::from_str(text).map_err(|e| FrameError {
-            code: "invalid_frame",
-            detail: format!("not a JSON frame: {e}"),
-        })?;
-        let bad_data = |e: serde_json::Error| FrameError {
-            code: "invalid_frame",
-            detail: format!("{}: {e}", envelope.kind),
-        };
+        let envelope: Envelope = serde_json::from_str(text)
+            .map_err(|e| FrameError { code: "invalid_frame", detail: format!("not a JSON frame: {e}") })?;
+        let bad_data =
+            |e: serde_json::Error| FrameError { code: "invalid_frame", detail: format!("{}: {e}", envelope.kind) };
         match envelope.kind.as_str() {
             "ping" => Ok(Self::Ping),
             "typing" => serde_json::from_value::<TypingData>(envelope.data.clone())
-                .map(|d| Self::Typing {
-                    channel_id: d.channel_id,
-                })
+                .map(|d| Self::Typing { channel_id: d.channel_id })
                 .map_err(bad_data),
-            "message" => serde_json::from_value::<SendMessage>(envelope.data.clone())
-                .map(Self::Message)
-                .map_err(bad_data),
+            "message" => {
+                serde_json::from_value::<SendMessage>(envelope.data.clone()).map(Self::Message).map_err(bad_data)
+            }
             "resume" => serde_json::from_value::<ResumeData>(envelope.data.clone())
-                .map(|d| Self::Resume {
-                    channels: d.channels,
-                })
+                .map(|d| Self::Resume { channels: d.channels })
                 .map_err(bad_data),
-            other => Err(FrameError {
-                code: "unknown_frame",
-                detail: format!("unknown frame type {other:?}"),
-            }),
+            other => Err(FrameError { code: "unknown_frame", detail: format!("unknown frame type {other:?}") }),
         }
     }
 }
@@ -97,33 +86,13 @@ impl ClientFrame {
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum ServerFrame<'a> {
-    Ready {
-        session_id: String,
-        user: &'a UserSummary,
-        channels: Vec<ReadyChannel>,
-    },
-    Ack {
-        nonce: Option<String>,
-        id: MessageId,
-        seq: i64,
-    },
-    Error {
-        code: &'a str,
-        detail: &'a str,
-    },
+    Ready { session_id: String, user: &'a UserSummary, channels: Vec<ReadyChannel> },
+    Ack { nonce: Option<String>, id: MessageId, seq: i64 },
+    Error { code: &'a str, detail: &'a str },
     Pong {},
-    ResyncRequired {
-        channel_id: ChannelId,
-    },
-    Typing {
-        channel_id: ChannelId,
-        user: &'a UserSummary,
-    },
-    Presence {
-        user_id: UserId,
-        username: &'a str,
-        online: bool,
-    },
+    ResyncRequired { channel_id: ChannelId },
+    Typing { channel_id: ChannelId, user: &'a UserSummary },
+    Presence { user_id: UserId, username: &'a str, online: bool },
 }
 
 impl ServerFrame<'_> {
@@ -147,11 +116,8 @@ pub fn encode_event(event: &ChannelEvent) -> Arc<str> {
         kind: &'a str,
         data: &'a Value,
     }
-    serde_json::to_string(&Wire {
-        kind: event.kind.as_str(),
-        data: &event.data,
-    })
-    .map_or_else(|_| Arc::from("{}"), Arc::from)
+    serde_json::to_string(&Wire { kind: event.kind.as_str(), data: &event.data })
+        .map_or_else(|_| Arc::from("{}"), Arc::from)
 }
 
 #[cfg(test)]
@@ -161,21 +127,11 @@ mod tests {
     #[test]
     fn parses_every_client_frame() {
         let channel = ChannelId::new();
+        assert_eq!(ClientFrame::parse(r#"{"type":"ping"}"#), Ok(ClientFrame::Ping));
+        assert_eq!(ClientFrame::parse(r#"{"type":"ping","data":{}}"#), Ok(ClientFrame::Ping));
         assert_eq!(
-            ClientFrame::parse(r#"{"type":"ping"}"#),
-            Ok(ClientFrame::Ping)
-        );
-        assert_eq!(
-            ClientFrame::parse(r#"{"type":"ping","data":{}}"#),
-            Ok(ClientFrame::Ping)
-        );
-        assert_eq!(
-            ClientFrame::parse(&format!(
-                r#"{{"type":"typing","data":{{"channel_id":"{channel}"}}}}"#
-            )),
-            Ok(ClientFrame::Typing {
-                channel_id: channel
-            })
+            ClientFrame::parse(&format!(r#"{{"type":"typing","data":{{"channel_id":"{channel}"}}}}"#)),
+            Ok(ClientFrame::Typing { channel_id: channel })
         );
         let message = ClientFrame::parse(&format!(
             r#"{{"type":"message","data":{{"channel_id":"{channel}","content":"hi","nonce":"n1"}}}}"#
@@ -184,38 +140,18 @@ mod tests {
         assert!(
             matches!(message, ClientFrame::Message(SendMessage { ref content, ref nonce, .. }) if content == "hi" && nonce.as_deref() == Some("n1"))
         );
-        let resume = ClientFrame::parse(&format!(
-            r#"{{"type":"resume","data":{{"channels":{{"{channel}":7}}}}}}"#
-        ))
-        .unwrap();
-        assert_eq!(
-            resume,
-            ClientFrame::Resume {
-                channels: HashMap::from([(channel, 7)])
-            }
-        );
+        let resume =
+            ClientFrame::parse(&format!(r#"{{"type":"resume","data":{{"channels":{{"{channel}":7}}}}}}"#)).unwrap();
+        assert_eq!(resume, ClientFrame::Resume { channels: HashMap::from([(channel, 7)]) });
     }
 
     #[test]
     fn refuses_garbage_with_a_code() {
+        assert_eq!(ClientFrame::parse("not json").unwrap_err().code, "invalid_frame");
+        assert_eq!(ClientFrame::parse(r#"{"type":"dance"}"#).unwrap_err().code, "unknown_frame");
+        assert_eq!(ClientFrame::parse(r#"{"type":"typing","data":{}}"#).unwrap_err().code, "invalid_frame");
         assert_eq!(
-            ClientFrame::parse("not json").unwrap_err().code,
-            "invalid_frame"
-        );
-        assert_eq!(
-            ClientFrame::parse(r#"{"type":"dance"}"#).unwrap_err().code,
-            "unknown_frame"
-        );
-        assert_eq!(
-            ClientFrame::parse(r#"{"type":"typing","data":{}}"#)
-                .unwrap_err()
-                .code,
-            "invalid_frame"
-        );
-        assert_eq!(
-            ClientFrame::parse(r#"{"type":"message","data":{"channel_id":"x"}}"#)
-                .unwrap_err()
-                .code,
+            ClientFrame::parse(r#"{"type":"message","data":{"channel_id":"x"}}"#).unwrap_err().code,
             "invalid_frame"
         );
     }
@@ -225,13 +161,7 @@ mod tests {
         let frame = ServerFrame::Pong {}.encode();
         assert_eq!(&*frame, r#"{"type":"pong","data":{}}"#);
         let channel = ChannelId::new();
-        let frame = ServerFrame::ResyncRequired {
-            channel_id: channel,
-        }
-        .encode();
-        assert_eq!(
-            &*frame,
-            format!(r#"{{"type":"resync_required","data":{{"channel_id":"{channel}"}}}}"#)
-        );
+        let frame = ServerFrame::ResyncRequired { channel_id: channel }.encode();
+        assert_eq!(&*frame, format!(r#"{{"type":"resync_required","data":{{"channel_id":"{channel}"}}}}"#));
     }
 }

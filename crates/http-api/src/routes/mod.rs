@@ -7,3 +7,4 @@ pub mod files;
 pub mod health;
 pub mod messages;
 pub mod users;
+pub mod ws;

@@ -1,0 +1,91 @@
+//! The WebSocket handshake (API.md section 7). The token is checked before the upgrade, so
+//! a bad one is an HTTP 401 and a username that is not the token's an HTTP 403.
+
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(connect).service(connect_as);
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct WsQuery {
+    /// An access token (browsers cannot set headers on a WebSocket).
+    pub token: Option<String>,
+}
+
+/// Open the real-time connection.
+///
+/// Frames are JSON text `{"type": ..., "data": {...}}`. The server sends `ready`
+/// `{session_id, user, channels: [{id, last_seq, last_read_seq}]}` first, then channel events
+/// (`message`, `message_updated`, `message_deleted`, `reaction_added`, `reaction_removed`,
+/// `member_joined`, `member_left`, `member_banned`, `member_unbanned`, `channel_updated`,
+/// `channel_deleted` — each `data` has `channel_id` and `seq`, strictly increasing per
+/// channel with no gaps), ephemeral `typing` and `presence`, `ack {nonce, id, seq}` for
+/// messages sent over the socket, `error {code, detail}`, `pong`, and `resync_required
+/// {channel_id}` when a resume reaches past the kept log. Clients send `ping`, `typing
+/// {channel_id}`, `message {channel_id, content, parent_id?, nonce}` and `resume {channels:
+/// {channel_id: last_seq}}`. Close codes: 1001 server shutting down, 1008 abuse, 1009 frame
+/// over 64 KiB, 4008 slow consumer (reconnect and resume).
+#[utoipa::path(
+    tag = "realtime",
+    params(WsQuery),
+    responses(
+        (status = 101, description = "Switching protocols: the WebSocket is open"),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorBody),
+    )
+)]
+#[get("/ws")]
+pub async fn connect(state: web::Data<AppState>, req: HttpRequest, body: web::Payload, query: web::Query<WsQuery>) -> ApiResult<HttpResponse> {
+    upgrade(&state, &req, body, query.token.as_deref(), None).await
+}
+
+/// Open the real-time connection as `username` (SEED.md's form); it must be the token's
+/// user (403 otherwise). Same protocol as `/api/ws`.
+#[utoipa::path(
+    tag = "realtime",
+    params(("username" = String, Path), WsQuery),
+    responses(
+        (status = 101, description = "Switching protocols: the WebSocket is open"),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorBody),
+        (status = 403, description = "The username is not the token's", body = ErrorBody),
+    )
+)]
+#[get("/ws/{username}")]
+pub async fn connect_as(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+    username: web::Path<String>,
+    query: web::Query<WsQuery>,
+) -> ApiResult<HttpResponse> {
+    upgrade(&state, &req, body, query.token.as_deref(), Some(&username)).await
+}
+
+async fn upgrade(state: &AppState, req: &HttpRequest, body: web::Payload, token: Option<&str>, username: Option<&str>) -> ApiResult<HttpResponse> {
+    let token = token.filter(|t| !t.is_empty()).ok_or_else(|| ApiError::Unauthorized {
+        code: "not_authenticated",
+        detail: "Pass the access token as ?token=.".into(),
+    })?;
+    let claims = state.authenticate(token)?;
+    if let Some(username) = username
+        && !username.eq_ignore_ascii_case(&claims.username)
+    {
+        return Err(ApiError::Forbidden("the username is not the token's".into()));
+    }
+    let user = {
+        let mut conn = state.conn().await?;
+        persistence::users::summary(&mut conn, claims.user_id()).await.map_err(|e| match e {
+            persistence::StoreError::NotFound => {
+                ApiError::Unauthorized { code: "invalid_token", detail: "The account no longer exists.".into() }
+            }
+            other => other.into(),
+        })?
+    };
+    realtime::start(req, body, state.session_env(), user).map_err(|e| ApiError::BadRequest(e.to_string()))
+}

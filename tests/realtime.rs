@@ -1,0 +1,343 @@
+//! API.md section 7: the WebSocket protocol and its delivery guarantees.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use blackbox_tests::TestApp;
+use blackbox_tests::ws::WsClient;
+use futures_util::SinkExt as _;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{self, Message};
+
+async fn channel(app: &TestApp, owner: &str, name: &str, members: &[&str]) -> String {
+    let reply = app.client.post("/api/channels", Some(owner), &json!({"name": name})).await;
+    let id = reply.assert_status(201)["id"].as_str().unwrap().to_owned();
+    for token in members {
+        app.client.post_empty(&format!("/api/channels/{id}/join"), Some(token)).await.assert_status(200);
+    }
+    id
+}
+
+async fn connect(app: &TestApp, token: &str) -> WsClient {
+    let mut ws = WsClient::connect(&app.ws_url(&format!("/api/ws?token={token}"))).await.unwrap();
+    let ready = ws.next_json().await;
+    assert_eq!(ready["type"], "ready", "{ready}");
+    ws
+}
+
+async fn post(app: &TestApp, token: &str, channel: &str, content: &str) -> Value {
+    let reply = app.client.post("/api/chat/messages", Some(token), &json!({"content": content, "channel_id": channel})).await;
+    reply.assert_status(201).clone()
+}
+
+/// Collects `n` message frames of `channel`, skipping other types.
+async fn messages(ws: &mut WsClient, channel: &str, n: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let frame = ws.next_json().await;
+        if frame["type"] == "message" && frame["data"]["channel_id"] == channel {
+            out.push(frame["data"].clone());
+        }
+    }
+    out
+}
+
+fn handshake_status(error: tungstenite::Error) -> u16 {
+    match error {
+        tungstenite::Error::Http(response) => response.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn seed_websocket_example_receives_messages_as_shown() {
+    let app = TestApp::spawn().await;
+    let token = app.client.register("johndoe").await;
+    app.client.patch("/api/users/me", Some(&token), &json!({"display_name": "John Doe"})).await.assert_status(200);
+    let general = channel(&app, &token, "general", &[]).await;
+    let mut ws = WsClient::connect(&app.ws_url(&format!("/api/ws/johndoe?token={token}"))).await.unwrap();
+    let ready = ws.next_json().await;
+    assert_eq!(ready["type"], "ready");
+    assert_eq!(ready["data"]["user"]["username"], "johndoe");
+    let listed = &ready["data"]["channels"][0];
+    assert_eq!(listed["id"], general.as_str());
+    let last_seq = listed["last_seq"].as_i64().unwrap();
+
+    let sent = post(&app, &token, &general, "Hello, world!").await;
+    let frame = ws.next_of("message").await;
+    assert_eq!(frame["type"], "message");
+    let data = &frame["data"];
+    assert_eq!(data["id"], sent["id"]);
+    assert_eq!(data["content"], "Hello, world!");
+    assert_eq!(data["user"]["username"], "johndoe");
+    assert_eq!(data["user"]["display_name"], "John Doe");
+    assert_eq!(data["user"]["id"], sent["user_id"]);
+    assert_eq!(data["channel_id"], general.as_str());
+    assert!(data["created_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(data["seq"], last_seq + 1);
+    assert_eq!(data["parent_id"], Value::Null);
+    assert_eq!(data["attachments"], json!([]));
+}
+
+#[tokio::test]
+async fn the_handshake_checks_the_token_before_upgrading() {
+    let app = TestApp::spawn().await;
+    let token = app.user("alice").await;
+    app.user("bob").await;
+    let status = |path: String| async move { handshake_status(WsClient::connect(&path).await.err().unwrap()) };
+    assert_eq!(status(app.ws_url("/api/ws?token=garbage")).await, 401);
+    assert_eq!(status(app.ws_url("/api/ws")).await, 401);
+    assert_eq!(status(app.ws_url(&format!("/api/ws/bob?token={token}"))).await, 403);
+    assert!(WsClient::connect(&app.ws_url(&format!("/api/ws/ALICE?token={token}"))).await.is_ok());
+    app.client.post_empty("/api/auth/logout", Some(&token)).await.assert_status(204);
+    assert_eq!(status(app.ws_url(&format!("/api/ws?token={token}"))).await, 401);
+}
+
+#[tokio::test]
+async fn delivery_reaches_every_member_connection_and_no_one_else() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let eve = app.user("eve").await;
+    let general = channel(&app, &alice, "general", &[&bob]).await;
+    let mut alice_tab1 = connect(&app, &alice).await;
+    let mut alice_tab2 = connect(&app, &alice).await;
+    let mut bob_ws = connect(&app, &bob).await;
+    let mut eve_ws = connect(&app, &eve).await;
+
+    let sent = post(&app, &alice, &general, "to the members").await;
+    for ws in [&mut alice_tab1, &mut alice_tab2, &mut bob_ws] {
+        assert_eq!(messages(ws, &general, 1).await[0]["id"], sent["id"]);
+    }
+    // Eve reads the public channel's history but is not a member: no live events.
+    let frame = eve_ws.next_json_within(Duration::from_millis(500)).await;
+    assert!(frame.as_ref().is_none_or(|f| f["type"] != "message"), "eve got {frame:?}");
+}
+
+#[tokio::test]
+async fn concurrent_posts_arrive_everywhere_in_seq_order_without_gaps() {
+    let app = TestApp::spawn().await;
+    let tokens = [app.user("user0").await, app.user("user1").await, app.user("user2").await, app.user("user3").await];
+    let general = channel(&app, &tokens[0], "general", &[&tokens[1], &tokens[2], &tokens[3]]).await;
+    let mut sockets = Vec::new();
+    for token in &tokens {
+        sockets.push(connect(&app, token).await);
+    }
+    let mut senders = Vec::new();
+    for token in tokens.clone() {
+        let client = app.client.clone();
+        let general = general.clone();
+        senders.push(tokio::spawn(async move {
+            for i in 0..50 {
+                let reply = client.post("/api/chat/messages", Some(&token), &json!({"content": format!("m{i}"), "channel_id": general})).await;
+                assert_eq!(reply.status.as_u16(), 201);
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    for ws in &mut sockets {
+        let received = messages(ws, &general, 200).await;
+        let seqs: Vec<i64> = received.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "gap or disorder: {seqs:?}");
+    }
+}
+
+#[tokio::test]
+async fn resume_replays_exactly_what_was_missed_then_continues_live() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let general = channel(&app, &alice, "general", &[&bob]).await;
+    let mut ws = connect(&app, &bob).await;
+    let first = post(&app, &alice, &general, "before").await;
+    let seen = messages(&mut ws, &general, 1).await;
+    let last_seq = seen[0]["seq"].as_i64().unwrap();
+    assert_eq!(seen[0]["id"], first["id"]);
+    drop(ws);
+
+    let mut missed = Vec::new();
+    for i in 0..20 {
+        missed.push(post(&app, &alice, &general, &format!("missed {i}")).await["id"].clone());
+    }
+    let mut ws = connect(&app, &bob).await;
+    ws.send_json(&json!({"type": "resume", "data": {"channels": {general.clone(): last_seq}}})).await;
+    let replayed = messages(&mut ws, &general, 20).await;
+    assert_eq!(replayed.iter().map(|m| m["id"].clone()).collect::<Vec<_>>(), missed);
+    let live = post(&app, &alice, &general, "live").await;
+    let next = messages(&mut ws, &general, 1).await;
+    assert_eq!(next[0]["id"], live["id"], "nothing doubled, nothing lost");
+    assert_eq!(next[0]["seq"], replayed[19]["seq"].as_i64().unwrap() + 1);
+}
+
+#[tokio::test]
+async fn resume_beyond_the_log_asks_for_a_resync() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let general = channel(&app, &alice, "general", &[]).await;
+    post(&app, &alice, &general, "one").await;
+    {
+        use diesel_async::RunQueryDsl as _;
+        let mut conn = app.db().await;
+        diesel::sql_query("DELETE FROM channel_events").execute(&mut conn).await.unwrap();
+    }
+    let mut ws = connect(&app, &alice).await;
+    ws.send_json(&json!({"type": "resume", "data": {"channels": {general.clone(): 0}}})).await;
+    let frame = ws.next_json().await;
+    assert_eq!(frame, json!({"type": "resync_required", "data": {"channel_id": general}}));
+}
+
+#[tokio::test]
+async fn a_ban_stops_delivery_at_once_with_member_banned() {
+    let app = TestApp::spawn().await;
+    let owner = app.user("owner").await;
+    let eve = app.user("eve").await;
+    let general = channel(&app, &owner, "general", &[&eve]).await;
+    let mut eve_ws = connect(&app, &eve).await;
+    let mut owner_ws = connect(&app, &owner).await;
+    app.client.post_empty(&format!("/api/channels/{general}/ban-by-username/eve"), Some(&owner)).await.assert_status(200);
+    let banned = eve_ws.next_of("member_banned").await;
+    assert_eq!(banned["data"]["user"]["username"], "eve");
+    assert_eq!(banned["data"]["channel_id"], general.as_str());
+    assert_eq!(owner_ws.next_of("member_banned").await["data"]["seq"], banned["data"]["seq"]);
+    post(&app, &owner, &general, "after the ban").await;
+    messages(&mut owner_ws, &general, 1).await;
+    let leaked = eve_ws.next_json_within(Duration::from_millis(500)).await;
+    assert!(leaked.is_none(), "eve still received {leaked:?}");
+    // And over the socket she cannot post there either.
+    eve_ws.send_json(&json!({"type": "message", "data": {"channel_id": general, "content": "hi", "nonce": "x"}})).await;
+    assert_eq!(eve_ws.next_of("error").await["data"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn messages_sent_over_the_socket_are_acked_and_idempotent() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let general = channel(&app, &alice, "general", &[]).await;
+    let mut ws = connect(&app, &alice).await;
+    let frame = json!({"type": "message", "data": {"channel_id": general, "content": "over the socket", "nonce": "n-1"}});
+    ws.send_json(&frame).await;
+    // The ack and the message event may come in either order.
+    let (mut ack, mut echoed) = (None, None);
+    while ack.is_none() || echoed.is_none() {
+        let next = ws.next_json().await;
+        match next["type"].as_str() {
+            Some("ack") => ack = Some(next),
+            Some("message") => echoed = Some(next),
+            _ => {}
+        }
+    }
+    let (ack, echoed) = (ack.unwrap(), echoed.unwrap());
+    assert_eq!(ack["data"]["nonce"], "n-1");
+    assert_eq!(ack["data"]["id"], echoed["data"]["id"]);
+    assert_eq!(ack["data"]["seq"], echoed["data"]["seq"]);
+    ws.send_json(&frame).await;
+    let again = ws.next_of("ack").await;
+    assert_eq!(again["data"]["id"], ack["data"]["id"], "a repeated nonce returns the first message");
+    let history = app.client.get(&format!("/api/chat/channels/{general}/messages"), Some(&alice)).await;
+    assert_eq!(history.body["items"].as_array().unwrap().len(), 1);
+    ws.send_json(&json!({"type": "message", "data": {"channel_id": general, "content": "x".repeat(4001), "nonce": "n-2"}})).await;
+    assert_eq!(ws.next_of("error").await["data"]["code"], "validation_error");
+}
+
+#[tokio::test]
+async fn bad_frames_get_errors_and_the_connection_stays() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let mut ws = connect(&app, &alice).await;
+    for garbage in ["not json", r#"{"type":"dance"}"#, r#"{"type":"typing","data":{}}"#, "{}"] {
+        ws.socket.send(Message::Text(garbage.into())).await.unwrap();
+        let frame = ws.next_json().await;
+        assert_eq!(frame["type"], "error", "{garbage}");
+        assert!(frame["data"]["code"].is_string());
+    }
+    ws.send_json(&json!({"type": "ping"})).await;
+    assert_eq!(ws.next_json().await, json!({"type": "pong", "data": {}}));
+}
+
+#[tokio::test]
+async fn oversized_frames_close_with_1009_and_garbage_floods_with_1008() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let mut ws = connect(&app, &alice).await;
+    ws.socket.send(Message::Text("x".repeat(70 * 1024).into())).await.unwrap();
+    assert_eq!(ws.close_code().await, Some(1009));
+
+    let mut ws = connect(&app, &alice).await;
+    for _ in 0..50 {
+        if ws.socket.send(Message::Text("garbage".into())).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(ws.close_code().await, Some(1008));
+}
+
+#[tokio::test]
+async fn typing_and_presence_reach_channel_members() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let general = channel(&app, &alice, "general", &[&bob]).await;
+    let mut alice_ws = connect(&app, &alice).await;
+    let me = app.client.get("/api/users/alice", Some(&bob)).await;
+    assert_eq!(me.body["online"], true);
+    let bob_ws = connect(&app, &bob).await;
+    let presence = alice_ws.next_of("presence").await;
+    assert_eq!(presence["data"]["username"], "bob");
+    assert_eq!(presence["data"]["online"], true);
+
+    let mut bob_ws = bob_ws;
+    bob_ws.send_json(&json!({"type": "typing", "data": {"channel_id": general}})).await;
+    let typing = alice_ws.next_of("typing").await;
+    assert_eq!(typing["data"]["user"]["username"], "bob");
+    assert_eq!(typing["data"]["channel_id"], general.as_str());
+
+    drop(bob_ws);
+    let gone = alice_ws.next_of("presence").await;
+    assert_eq!(gone["data"]["online"], false);
+    assert_eq!(app.client.get("/api/users/bob", Some(&alice)).await.body["online"], false);
+}
+
+#[tokio::test]
+async fn a_stalled_reader_is_closed_with_4008_and_others_keep_receiving() {
+    let app = TestApp::spawn_with(|s| s.ws_queue_capacity = 16).await;
+    let alice = app.user("alice").await;
+    let stalled = app.user("stalled").await;
+    let general = channel(&app, &alice, "general", &[&stalled]).await;
+    let mut reader = connect(&app, &alice).await;
+    let mut stalled_ws = connect(&app, &stalled).await;
+
+    let big = "x".repeat(3900);
+    let total = 1500;
+    let mut senders = Vec::new();
+    for worker in 0..6 {
+        let (client, alice, general, big) = (app.client.clone(), alice.clone(), general.clone(), big.clone());
+        senders.push(tokio::spawn(async move {
+            for i in (worker..total).step_by(6) {
+                let reply = client
+                    .post("/api/chat/messages", Some(&alice), &json!({"content": format!("{i} {big}"), "channel_id": general}))
+                    .await;
+                assert_eq!(reply.status.as_u16(), 201);
+            }
+        }));
+    }
+    // The active reader keeps up with everything while the other one does not read.
+    let received = messages(&mut reader, &general, total).await;
+    assert_eq!(received.len(), total);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    assert_eq!(stalled_ws.close_code().await, Some(4008));
+}
+
+#[tokio::test]
+async fn shutdown_closes_websockets_with_1001() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let mut ws = connect(&app, &alice).await;
+    let stopping = app.stop();
+    let (code, ()) = tokio::join!(ws.close_code(), stopping);
+    assert_eq!(code, Some(1001));
+}
