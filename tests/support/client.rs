@@ -29,11 +29,7 @@ impl Reply {
     pub fn assert_error(&self, status: u16, code: &str) {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
         assert_eq!(self.body["code"], code, "body: {}", self.text);
-        assert!(
-            self.body["detail"].is_string(),
-            "detail must be a string: {}",
-            self.text
-        );
+        assert!(self.body["detail"].is_string(), "detail must be a string: {}", self.text);
     }
 
     #[track_caller]
@@ -45,13 +41,7 @@ impl Reply {
 
 impl Client {
     pub fn new(base: &str) -> Self {
-        Self {
-            base: base.to_owned(),
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(32)
-                .build()
-                .unwrap(),
-        }
+        Self { base: base.to_owned(), http: reqwest::Client::builder().pool_max_idle_per_host(32).build().unwrap() }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -64,20 +54,10 @@ impl Client {
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-            text,
-        }
+        Reply { status, headers, body, text }
     }
 
-    pub fn request(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-    ) -> reqwest::RequestBuilder {
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
         let request = self.http.request(method, self.url(path));
         match token {
             Some(token) => request.bearer_auth(token),
@@ -94,8 +74,7 @@ impl Client {
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
-        self.send(self.request(Method::POST, path, token).json(body))
-            .await
+        self.send(self.request(Method::POST, path, token).json(body)).await
     }
 
     pub async fn post_empty(&self, path: &str, token: Option<&str>) -> Reply {
@@ -103,13 +82,11 @@ impl Client {
     }
 
     pub async fn patch(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
-        self.send(self.request(Method::PATCH, path, token).json(body))
-            .await
+        self.send(self.request(Method::PATCH, path, token).json(body)).await
     }
 
     pub async fn put(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
-        self.send(self.request(Method::PUT, path, token).json(body))
-            .await
+        self.send(self.request(Method::PUT, path, token).json(body)).await
     }
 
     /// Registers with the conventional test password and returns the access token.
@@ -121,12 +98,7 @@ impl Client {
                 &json!({"username": username, "email": format!("{username}@example.com"), "password": "secretpass"}),
             )
             .await;
-        assert_eq!(
-            reply.status,
-            StatusCode::OK,
-            "register {username}: {}",
-            reply.text
-        );
+        assert_eq!(reply.status, StatusCode::OK, "register {username}: {}", reply.text);
         reply.body["access_token"].as_str().unwrap().to_owned()
     }
 }

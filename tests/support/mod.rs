@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
 pub mod client;
+pub mod proxy;
 pub mod ws;
 
 use std::path::PathBuf;
@@ -20,19 +21,14 @@ pub use client::{Client, Reply};
 
 /// The workspace root, where `data/` and `migrations/` live.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 /// The PostgreSQL the tests use, found or started the same way the server does.
 async fn base_url() -> &'static str {
     static BASE: OnceCell<String> = OnceCell::const_new();
     BASE.get_or_init(|| async {
-        let server = local_pg::find_or_start(&workspace_root().join("data"))
-            .await
-            .expect("a PostgreSQL for the tests");
+        let server = local_pg::find_or_start(&workspace_root().join("data")).await.expect("a PostgreSQL for the tests");
         // Left running on purpose: other test binaries use it at the same time.
         let url = server.url_for("");
         std::mem::forget(server);
@@ -57,20 +53,12 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .unwrap()
         .filter_map(Result::ok)
-        .flat_map(|e| {
-            if e.path().is_dir() {
-                walk(&e.path())
-            } else {
-                vec![e.path()]
-            }
-        })
+        .flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] })
         .collect()
 }
 
 async fn admin() -> AsyncPgConnection {
-    AsyncPgConnection::establish(&format!("{}/postgres", base_url().await))
-        .await
-        .expect("connect to postgres")
+    AsyncPgConnection::establish(&format!("{}/postgres", base_url().await)).await.expect("connect to postgres")
 }
 
 /// Creates the migrated template once per machine (per migration set): built under a
@@ -82,36 +70,21 @@ async fn template() -> &'static str {
         .get_or_init(|| async {
             let name = template_name();
             let mut conn = admin().await;
-            diesel::sql_query("SELECT pg_advisory_lock(727272)")
-                .execute(&mut conn)
-                .await
-                .unwrap();
+            diesel::sql_query("SELECT pg_advisory_lock(727272)").execute(&mut conn).await.unwrap();
             if !database_exists(&mut conn, &name).await {
                 let building = format!("{name}_building");
-                diesel::sql_query(format!(
-                    "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
-                ))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-                diesel::sql_query(format!("CREATE DATABASE \"{building}\""))
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"))
                     .execute(&mut conn)
                     .await
                     .unwrap();
-                persistence::run_migrations(&format!("{}/{building}", base_url().await))
+                diesel::sql_query(format!("CREATE DATABASE \"{building}\"")).execute(&mut conn).await.unwrap();
+                persistence::run_migrations(&format!("{}/{building}", base_url().await)).await.unwrap();
+                diesel::sql_query(format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\""))
+                    .execute(&mut conn)
                     .await
                     .unwrap();
-                diesel::sql_query(format!(
-                    "ALTER DATABASE \"{building}\" RENAME TO \"{name}\""
-                ))
-                .execute(&mut conn)
-                .await
-                .unwrap();
             }
-            diesel::sql_query("SELECT pg_advisory_unlock(727272)")
-                .execute(&mut conn)
-                .await
-                .unwrap();
+            diesel::sql_query("SELECT pg_advisory_unlock(727272)").execute(&mut conn).await.unwrap();
             name
         })
         .await
@@ -123,12 +96,11 @@ async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> bool {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let count: Count =
-        diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
-            .bind::<diesel::sql_types::Text, _>(name)
-            .get_result(conn)
-            .await
-            .unwrap();
+    let count: Count = diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+        .bind::<diesel::sql_types::Text, _>(name)
+        .get_result(conn)
+        .await
+        .unwrap();
     count.n > 0
 }
 
@@ -147,17 +119,12 @@ impl TestDatabase {
         // cloning it at the same instant); that passes quickly, so retry.
         let mut attempt = 0;
         loop {
-            match diesel::sql_query(format!(
-                "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
-            ))
-            .execute(&mut conn)
-            .await
+            match diesel::sql_query(format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
+                .execute(&mut conn)
+                .await
             {
                 Ok(_) => break,
-                Err(error)
-                    if attempt < 100
-                        && error.to_string().contains("being accessed by other users") =>
-                {
+                Err(error) if attempt < 100 && error.to_string().contains("being accessed by other users") => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -174,16 +141,12 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         // Drop runs outside any runtime we may block on, so use a small one of its own.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
                 let mut conn = admin().await;
-                let _ =
-                    diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
             });
         })
         .join();
@@ -198,8 +161,10 @@ pub struct TestApp {
     pub settings: Settings,
     stopper: http_api::app::Stopper,
     files_dir: PathBuf,
-    // Declared last: dropped after the server has been told to stop.
-    pub database: TestDatabase,
+    // Declared last: dropped after the server has been told to stop. `None` for a second
+    // node sharing another app's database.
+    pub database: Option<TestDatabase>,
+    database_url: String,
 }
 
 impl TestApp {
@@ -210,13 +175,20 @@ impl TestApp {
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> Self {
         let database = TestDatabase::create().await;
-        let files_dir =
-            std::env::temp_dir().join(format!("chat-test-files-{}", uuid::Uuid::new_v4().simple()));
+        let url = database.url.clone();
+        Self::start(url, Some(database), adjust).await
+    }
+
+    /// A second server (node) on this one's database.
+    pub async fn spawn_sibling(&self, adjust: impl FnOnce(&mut Settings)) -> Self {
+        Self::start(self.database_url.clone(), None, adjust).await
+    }
+
+    async fn start(database_url: String, database: Option<TestDatabase>, adjust: impl FnOnce(&mut Settings)) -> Self {
+        let files_dir = std::env::temp_dir().join(format!("chat-test-files-{}", uuid::Uuid::new_v4().simple()));
         let mut settings = Settings {
-            database_url: Some(http_api::config::Secret(database.url.clone())),
-            secret_key: Some(http_api::config::Secret(
-                "test-secret-key-that-is-long-enough-0123456789".into(),
-            )),
+            database_url: Some(http_api::config::Secret(database_url.clone())),
+            secret_key: Some(http_api::config::Secret("test-secret-key-that-is-long-enough-0123456789".into())),
             port: 0,
             bcrypt_cost: 4,
             workers: 1,
@@ -228,22 +200,12 @@ impl TestApp {
             ..Settings::default()
         };
         adjust(&mut settings);
-        let app = Application::build(settings.clone())
-            .await
-            .expect("the server starts");
+        let app = Application::build(settings.clone()).await.expect("the server starts");
         let port = app.port();
         let stopper = app.stopper();
         tokio::spawn(app.run_until_stopped());
         let base = format!("http://127.0.0.1:{port}");
-        Self {
-            port,
-            client: Client::new(&base),
-            base,
-            settings,
-            stopper,
-            files_dir,
-            database,
-        }
+        Self { port, client: Client::new(&base), base, settings, stopper, files_dir, database, database_url }
     }
 
     pub fn ws_url(&self, path: &str) -> String {
@@ -261,9 +223,7 @@ impl TestApp {
     }
 
     pub async fn db(&self) -> AsyncPgConnection {
-        AsyncPgConnection::establish(&self.database.url)
-            .await
-            .unwrap()
+        AsyncPgConnection::establish(&self.database_url).await.unwrap()
     }
 
     /// Stops the server gracefully and waits for it.

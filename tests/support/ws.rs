@@ -24,10 +24,7 @@ impl WsClient {
     }
 
     pub async fn send_json(&mut self, value: &Value) {
-        self.socket
-            .send(Message::Text(value.to_string().into()))
-            .await
-            .unwrap();
+        self.socket.send(Message::Text(value.to_string().into())).await.unwrap();
     }
 
     /// The next JSON frame, skipping pings; `None` when the socket closed or `wait` passed.
@@ -35,18 +32,14 @@ impl WsClient {
         loop {
             match tokio::time::timeout(wait, self.socket.next()).await {
                 Ok(Some(Ok(Message::Text(text)))) => return serde_json::from_str(&text).ok(),
-                Ok(Some(Ok(
-                    Message::Ping(_) | Message::Pong(_) | Message::Binary(_) | Message::Frame(_),
-                ))) => {}
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_) | Message::Frame(_)))) => {}
                 _ => return None,
             }
         }
     }
 
     pub async fn next_json(&mut self) -> Value {
-        self.next_json_within(WAIT)
-            .await
-            .expect("a frame within the wait")
+        self.next_json_within(WAIT).await.expect("a frame within the wait")
     }
 
     /// Waits for the next frame of `kind`, skipping others (presence, typing, ...).

@@ -131,6 +131,12 @@ impl Application {
         background.push(tokio::spawn(janitor(db.clone(), files.clone())));
         let (shutdown_tx, shutdown) = realtime::shutdown_switch();
         let hub = Hub::new(settings.ws_queue_capacity);
+        if let Some(url) = &settings.redis_url {
+            realtime::RedisRelay::start(&url.0, &settings.redis_namespace, hub.clone())
+                .await
+                .map_err(|e| StartError::Other(format!("REDIS_URL: cannot connect to Redis: {e}")))?;
+            tracing::info!("multi-node fan-out through Redis is on");
+        }
         let writer = MessageWriter::spawn(
             db.clone(),
             Arc::new(hub.clone()),

@@ -61,6 +61,8 @@ pub struct Settings {
     pub workers: usize,
     /// Frames queued per WebSocket connection before it is closed as a slow consumer (4008).
     pub ws_queue_capacity: usize,
+    /// Prefix of the Redis pub/sub channel, so several deployments can share one Redis.
+    pub redis_namespace: String,
 }
 
 impl Default for Settings {
@@ -87,6 +89,7 @@ impl Default for Settings {
             shutdown_timeout_seconds: 10,
             workers: 0,
             ws_queue_capacity: 1024,
+            redis_namespace: "chat".into(),
         }
     }
 }
@@ -124,7 +127,7 @@ impl Settings {
         Ok(settings)
     }
 
-    const VARIABLES: [&'static str; 21] = [
+    const VARIABLES: [&'static str; 22] = [
         "DATABASE_URL",
         "SECRET_KEY",
         "APP_NAME",
@@ -146,6 +149,7 @@ impl Settings {
         "SHUTDOWN_TIMEOUT_SECONDS",
         "WORKERS",
         "WS_QUEUE_CAPACITY",
+        "REDIS_NAMESPACE",
     ];
 
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -67,6 +67,7 @@ struct ChannelState {
 pub trait Relay: Send + Sync {
     fn events(&self, events: &[ChannelEvent]);
     fn ephemeral(&self, channels: &[ChannelId], frame: &str);
+    fn presence(&self, user: UserId, online: bool);
 }
 
 struct Shared {
@@ -350,10 +351,17 @@ impl Hub {
         }
     }
 
-    /// Announces that `user` came online or went offline, to everyone sharing a channel.
-    pub fn announce_presence(&self, user: &UserSummary, channels: &[ChannelId], online: bool, except: Option<ConnId>) {
-        let frame = ServerFrame::Presence { user_id: user.id, username: user.username.as_str(), online }.encode();
-        self.broadcast(channels, &frame, except);
+    /// Records that `user` got their first (or closed their last) connection on this node:
+    /// other nodes are told, and everyone sharing a channel sees a `presence` frame unless
+    /// the user is still online through another node.
+    pub fn presence_changed(&self, user: &UserSummary, channels: &[ChannelId], online: bool, except: Option<ConnId>) {
+        if let Some(relay) = self.relay() {
+            relay.presence(user.id, online);
+        }
+        if !self.presence().online_elsewhere(user.id) {
+            let frame = ServerFrame::Presence { user_id: user.id, username: user.username.as_str(), online }.encode();
+            self.broadcast(channels, &frame, except);
+        }
     }
 }
 

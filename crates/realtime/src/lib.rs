@@ -4,8 +4,10 @@
 mod hub;
 mod presence;
 pub mod protocol;
+mod relay;
 pub mod session;
 
 pub use hub::{ConnId, Hub, Outbound, Registration, Relay};
 pub use presence::Presence;
+pub use relay::RedisRelay;
 pub use session::{SessionEnv, shutdown_switch, start};

@@ -104,7 +104,7 @@ pub async fn run(env: SessionEnv, user: UserSummary, session: Session, mut strea
     }
     .encode();
     if came_online {
-        connection.env.hub.announce_presence(&connection.user, &channel_ids, true, Some(connection.conn));
+        connection.env.hub.presence_changed(&connection.user, &channel_ids, true, Some(connection.conn));
     }
 
     let end = match connection.send(&ready).await {
@@ -115,7 +115,7 @@ pub async fn run(env: SessionEnv, user: UserSummary, session: Session, mut strea
     let still_registered = connection.env.hub.unregister(connection.conn);
     if connection.env.hub.presence().disconnect(connection.user.id) {
         let channels: Vec<ChannelId> = connection.last.keys().copied().collect();
-        connection.env.hub.announce_presence(&connection.user, &channels, false, None);
+        connection.env.hub.presence_changed(&connection.user, &channels, false, None);
     }
     let (code, description, wait) = match end {
         End::Client => return,
