@@ -87,43 +87,27 @@ impl Application {
                 (server.url_for("chat"), Some(server))
             }
         };
-        persistence::run_migrations(&database_url)
+        persistence::run_migrations(&database_url).await.map_err(|e| StartError::Database(e.to_string()))?;
+        let db = Database::connect(&database_url, settings.database_pool_size, settings.database_connect_attempts)
             .await
             .map_err(|e| StartError::Database(e.to_string()))?;
-        let db = Database::connect(
-            &database_url,
-            settings.database_pool_size,
-            settings.database_connect_attempts,
-        )
-        .await
-        .map_err(|e| StartError::Database(e.to_string()))?;
 
         let secret = match &settings.secret_key {
-            Some(key) => SecretKey::new(key.0.as_bytes().to_vec())
-                .map_err(|e| StartError::Other(format!("SECRET_KEY: {e}")))?,
+            Some(key) => {
+                SecretKey::new(key.0.as_bytes().to_vec()).map_err(|e| StartError::Other(format!("SECRET_KEY: {e}")))?
+            }
             None => {
-                tracing::warn!(
-                    "SECRET_KEY is not set: using a random key, so tokens will not survive a restart"
-                );
+                tracing::warn!("SECRET_KEY is not set: using a random key, so tokens will not survive a restart");
                 SecretKey::random()
             }
         };
-        let tokens = TokenKeys::new(
-            &secret,
-            time::Duration::minutes(settings.access_token_expire_minutes),
-        );
+        let tokens = TokenKeys::new(&secret, time::Duration::minutes(settings.access_token_expire_minutes));
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        let hasher = PasswordHasher::new(settings.bcrypt_cost, cores)
-            .await
-            .map_err(|e| StartError::Other(e.to_string()))?;
+        let hasher =
+            PasswordHasher::new(settings.bcrypt_cost, cores).await.map_err(|e| StartError::Other(e.to_string()))?;
         let revocations = Revocations::default();
         let mut background = Vec::new();
-        background.push(
-            revocations
-                .spawn_sync(db.clone())
-                .await
-                .map_err(|e| StartError::Database(e.to_string()))?,
-        );
+        background.push(revocations.spawn_sync(db.clone()).await.map_err(|e| StartError::Database(e.to_string()))?);
 
         let files: Arc<dyn crate::files::FileStore> = Arc::new(
             LocalDisk::new(settings.file_storage_dir.clone()).map_err(|e| StartError::Storage(e.to_string()))?,
@@ -137,11 +121,7 @@ impl Application {
                 .map_err(|e| StartError::Other(format!("REDIS_URL: cannot connect to Redis: {e}")))?;
             tracing::info!("multi-node fan-out through Redis is on");
         }
-        let writer = MessageWriter::spawn(
-            db.clone(),
-            Arc::new(hub.clone()),
-            settings.database_pool_size.div_ceil(2),
-        );
+        let writer = MessageWriter::spawn(db.clone(), Arc::new(hub.clone()), settings.database_pool_size.div_ceil(2));
 
         let state = web::Data::new(AppState {
             settings: settings.clone(),
@@ -150,24 +130,25 @@ impl Application {
             tokens,
             revocations,
             hub,
+            limits: crate::ratelimit::Limits::new(&settings),
             writer,
             files,
             shutdown,
         });
+        let limits_state = state.clone();
+        background.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limits_state.limits.housekeeping();
+            }
+        }));
         let metrics = web::Data::new(Metrics::install());
 
         let address = format!("{}:{}", settings.host, settings.port);
-        let listener = TcpListener::bind(&address).map_err(|e| StartError::Bind {
-            address: address.clone(),
-            reason: e.to_string(),
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| StartError::Bind {
-                address,
-                reason: e.to_string(),
-            })?
-            .port();
+        let listener = TcpListener::bind(&address)
+            .map_err(|e| StartError::Bind { address: address.clone(), reason: e.to_string() })?;
+        let port = listener.local_addr().map_err(|e| StartError::Bind { address, reason: e.to_string() })?.port();
 
         let server_state = state.clone();
         let mut server = HttpServer::new(move || build_app(server_state.clone(), metrics.clone()));
@@ -176,10 +157,7 @@ impl Application {
         }
         let server = server
             .listen(listener)
-            .map_err(|e| StartError::Bind {
-                address: format!("port {port}"),
-                reason: e.to_string(),
-            })?
+            .map_err(|e| StartError::Bind { address: format!("port {port}"), reason: e.to_string() })?
             .shutdown_timeout(settings.shutdown_timeout_seconds)
             .client_request_timeout(Duration::from_secs(10))
             // Signals are handled in `run_until_stopped`, so WebSockets can be closed with
@@ -306,9 +284,7 @@ fn build_app(
         .split_for_parts();
     openapi.info.title.clone_from(&settings.app_name);
     app.configure(|cfg| routes::docs::configure(cfg, openapi))
-        .default_service(web::to(|| async {
-            Err::<actix_web::HttpResponse, _>(ApiError::not_found("resource"))
-        }))
+        .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::not_found("resource")) }))
         .wrap(cors(&settings))
         .wrap(
             DefaultHeaders::new()

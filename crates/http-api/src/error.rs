@@ -48,8 +48,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("the request does not fit the schema")]
     Validation(Vec<FieldError>),
-    #[error("too many requests")]
-    RateLimited { retry_after_secs: u64 },
+    #[error("Too many requests; retry after {retry_after_secs} s.")]
+    RateLimited { retry_after_secs: u64, limit: u32 },
     #[error("the service is not ready")]
     Unavailable,
     /// Anything else. The cause is logged, never sent.
@@ -59,10 +59,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Validation(vec![FieldError {
-            field: field.into(),
-            message: message.into(),
-        }])
+        Self::Validation(vec![FieldError { field: field.into(), message: message.into() }])
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -112,22 +109,12 @@ impl ResponseError for ApiError {
         let (detail, errors) = match self {
             Self::Internal(cause) => {
                 tracing::error!(request_id = request_id.as_deref().unwrap_or("-"), %cause, "request failed");
-                (
-                    "An internal error occurred; quote the request_id when reporting it."
-                        .to_owned(),
-                    None,
-                )
+                ("An internal error occurred; quote the request_id when reporting it.".to_owned(), None)
             }
-            Self::Unavailable => (
-                "The service is temporarily unavailable; try again shortly.".to_owned(),
-                None,
-            ),
+            Self::Unavailable => ("The service is temporarily unavailable; try again shortly.".to_owned(), None),
             Self::Validation(errors) => {
-                let detail = errors
-                    .iter()
-                    .map(|e| format!("{}: {}", e.field, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let detail =
+                    errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
                 (detail, Some(errors.clone()))
             }
             other => (other.to_string(), None),
@@ -141,11 +128,13 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         match self {
             Self::Unauthorized { .. } => {
-                response
-                    .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+                response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
-            Self::RateLimited { retry_after_secs } => {
+            Self::RateLimited { retry_after_secs, limit } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+                response.insert_header(("X-RateLimit-Limit", limit.to_string()));
+                response.insert_header(("X-RateLimit-Remaining", "0"));
+                response.insert_header(("X-RateLimit-Reset", retry_after_secs.to_string()));
             }
             _ => {}
         }
@@ -164,10 +153,7 @@ impl From<domain::Denied> for ApiError {
         match denied {
             domain::Denied::NotFound => Self::not_found("channel"),
             domain::Denied::Forbidden(reason) => Self::Forbidden(reason.to_owned()),
-            domain::Denied::Conflict(reason) => Self::Conflict {
-                code: "conflict",
-                detail: reason.to_owned(),
-            },
+            domain::Denied::Conflict(reason) => Self::Conflict { code: "conflict", detail: reason.to_owned() },
         }
     }
 }
@@ -177,10 +163,7 @@ impl From<persistence::StoreError> for ApiError {
         use persistence::StoreError;
         match error {
             StoreError::NotFound => Self::not_found("resource"),
-            StoreError::Conflict(code) => Self::Conflict {
-                code,
-                detail: conflict_detail(code).to_owned(),
-            },
+            StoreError::Conflict(code) => Self::Conflict { code, detail: conflict_detail(code).to_owned() },
             StoreError::Unavailable(cause) => {
                 tracing::error!(%cause, "database unavailable");
                 Self::Unavailable
@@ -203,18 +186,15 @@ impl From<auth::AuthError> for ApiError {
     fn from(error: auth::AuthError) -> Self {
         use auth::AuthError;
         match error {
-            AuthError::InvalidToken => Self::Unauthorized {
-                code: "invalid_token",
-                detail: "The access token is invalid.".into(),
-            },
-            AuthError::Expired => Self::Unauthorized {
-                code: "token_expired",
-                detail: "The access token has expired.".into(),
-            },
-            AuthError::Revoked => Self::Unauthorized {
-                code: "token_revoked",
-                detail: "The access token has been revoked.".into(),
-            },
+            AuthError::InvalidToken => {
+                Self::Unauthorized { code: "invalid_token", detail: "The access token is invalid.".into() }
+            }
+            AuthError::Expired => {
+                Self::Unauthorized { code: "token_expired", detail: "The access token has expired.".into() }
+            }
+            AuthError::Revoked => {
+                Self::Unauthorized { code: "token_revoked", detail: "The access token has been revoked.".into() }
+            }
             AuthError::Store(store) => store.into(),
             AuthError::Hashing(cause) => Self::internal(cause),
         }

@@ -13,6 +13,7 @@ pub mod files;
 pub mod guard;
 pub mod metrics;
 pub mod openapi;
+pub mod ratelimit;
 pub mod request_id;
 pub mod routes;
 pub mod state;

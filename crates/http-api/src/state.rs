@@ -17,6 +17,7 @@ pub struct AppState {
     pub tokens: TokenKeys,
     pub revocations: Revocations,
     pub hub: Hub,
+    pub limits: crate::ratelimit::Limits,
     pub writer: persistence::writer::MessageWriter,
     pub files: Arc<dyn FileStore>,
     /// Flips to true when the server shuts down; WebSocket sessions then close with 1001.

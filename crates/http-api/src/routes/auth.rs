@@ -14,10 +14,7 @@ use crate::extract::{AuthUser, JSON_LIMIT, JsonBody, is_json, parse_json, read_l
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(register)
-        .service(login)
-        .service(logout)
-        .service(me);
+    cfg.service(register).service(login).service(logout).service(me);
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -59,30 +56,19 @@ impl Problems {
     pub fn check<T>(&mut self, result: Result<T, domain::DomainError>) -> Option<T> {
         result
             .map_err(|e| {
-                self.0.push(FieldError {
-                    field: e.field.into(),
-                    message: e.message,
-                });
+                self.0.push(FieldError { field: e.field.into(), message: e.message });
             })
             .ok()
     }
 
     pub fn finish(self) -> ApiResult<()> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(self.0))
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(ApiError::Validation(self.0)) }
     }
 }
 
 fn issue(state: &AppState, user: &User) -> ApiResult<TokenResponse> {
     let issued = state.tokens.issue(user)?;
-    Ok(TokenResponse {
-        access_token: issued.access_token,
-        token_type: "bearer",
-        expires_in: issued.expires_in,
-    })
+    Ok(TokenResponse { access_token: issued.access_token, token_type: "bearer", expires_in: issued.expires_in })
 }
 
 /// Create an account and get an access token.
@@ -99,8 +85,10 @@ fn issue(state: &AppState, user: &User) -> ApiResult<TokenResponse> {
 #[tracing::instrument(skip_all)]
 pub async fn register(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: JsonBody<RegisterRequest>,
 ) -> ApiResult<web::Json<TokenResponse>> {
+    state.limits.check_auth(&req)?;
     let body = body.0;
     let mut problems = Problems::default();
     let username = problems.check(Username::parse(&body.username));
@@ -112,8 +100,7 @@ pub async fn register(
         (None, None) => None,
     };
     problems.finish()?;
-    let (Some(username), Some(email), Some(password), Some(display_name)) =
-        (username, email, password, display_name)
+    let (Some(username), Some(email), Some(password), Some(display_name)) = (username, email, password, display_name)
     else {
         return Err(ApiError::internal("validated fields missing"));
     };
@@ -121,12 +108,7 @@ pub async fn register(
     let mut conn = state.conn().await?;
     let user = users::create(
         &mut conn,
-        NewUser {
-            username: &username,
-            email: &email,
-            display_name: &display_name,
-            password_hash: &password_hash,
-        },
+        NewUser { username: &username, email: &email, display_name: &display_name, password_hash: &password_hash },
     )
     .await?;
     tracing::info!(user_id = %user.id, "registered");
@@ -153,6 +135,7 @@ pub async fn login(
     req: HttpRequest,
     mut payload: web::Payload,
 ) -> ApiResult<web::Json<TokenResponse>> {
+    state.limits.check_auth(&req)?;
     let is_form = req
         .headers()
         .get(CONTENT_TYPE)
@@ -165,8 +148,7 @@ pub async fn login(
     }
     let body = read_limited(&mut payload, JSON_LIMIT).await?;
     let credentials: LoginRequest = if is_form {
-        serde_urlencoded::from_bytes(&body)
-            .map_err(|e| ApiError::validation("body", e.to_string()))?
+        serde_urlencoded::from_bytes(&body).map_err(|e| ApiError::validation("body", e.to_string()))?
     } else {
         parse_json(&body)?
     };
@@ -174,13 +156,7 @@ pub async fn login(
     let found = users::credentials(&mut conn, &credentials.username).await?;
     drop(conn);
     // Unknown users are checked against a dummy hash so both failures take the same time.
-    let verified = state
-        .hasher
-        .verify(
-            &credentials.password,
-            found.as_ref().map(|(_, hash)| hash.as_str()),
-        )
-        .await?;
+    let verified = state.hasher.verify(&credentials.password, found.as_ref().map(|(_, hash)| hash.as_str())).await?;
     match found {
         Some((user, _)) if verified => Ok(web::Json(issue(&state, &user)?)),
         _ => Err(ApiError::Unauthorized {
@@ -202,7 +178,5 @@ pub async fn logout(state: web::Data<AppState>, caller: AuthUser) -> ApiResult<H
 #[utoipa::path(tag = "auth", security(("bearer" = [])), responses((status = 200, body = UserDto), (status = 401, body = ErrorBody)))]
 #[get("/auth/me")]
 pub async fn me(state: web::Data<AppState>, caller: AuthUser) -> ApiResult<web::Json<UserDto>> {
-    super::users::own_account(&state, &caller)
-        .await
-        .map(web::Json)
+    super::users::own_account(&state, &caller).await.map(web::Json)
 }

@@ -1,0 +1,181 @@
+//! API.md sections 1 and 8 under abuse: rate limits, hostile input, forged tokens.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use blackbox_tests::TestApp;
+use reqwest::Method;
+use serde_json::json;
+
+fn login_body() -> serde_json::Value {
+    json!({"username": "alice", "password": "wrongpass"})
+}
+
+#[tokio::test]
+async fn logins_are_rate_limited_per_ip_with_retry_after() {
+    let app = TestApp::spawn_with(|s| s.rate_limit_auth_per_minute = 3).await;
+    for _ in 0..3 {
+        app.client.post("/api/auth/login", None, &login_body()).await.assert_error(401, "invalid_credentials");
+    }
+    let limited = app.client.post("/api/auth/login", None, &login_body()).await;
+    limited.assert_error(429, "rate_limited");
+    assert!(limited.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(limited.header("x-ratelimit-limit"), Some("3"));
+    assert_eq!(limited.header("x-ratelimit-remaining"), Some("0"));
+    assert!(limited.header("x-ratelimit-reset").is_some());
+    // X-Forwarded-For is not believed from an untrusted peer.
+    let spoofed = app
+        .client
+        .send(
+            app.client
+                .request(Method::POST, "/api/auth/login", None)
+                .header("x-forwarded-for", "203.0.113.9")
+                .json(&login_body()),
+        )
+        .await;
+    spoofed.assert_error(429, "rate_limited");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_ip_has_its_own_budget() {
+    let app = TestApp::spawn_with(|s| {
+        s.rate_limit_auth_per_minute = 2;
+        s.trusted_proxies = Some("127.0.0.1".into());
+    })
+    .await;
+    for client in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        for _ in 0..2 {
+            let reply = app
+                .client
+                .send(
+                    app.client
+                        .request(Method::POST, "/api/auth/login", None)
+                        .header("x-forwarded-for", client)
+                        .json(&login_body()),
+                )
+                .await;
+            reply.assert_error(401, "invalid_credentials");
+        }
+    }
+    let third = app
+        .client
+        .send(
+            app.client
+                .request(Method::POST, "/api/auth/login", None)
+                .header("x-forwarded-for", "203.0.113.1")
+                .json(&login_body()),
+        )
+        .await;
+    third.assert_error(429, "rate_limited");
+}
+
+#[tokio::test]
+async fn posting_is_rate_limited_per_user_and_nothing_refused_is_stored() {
+    let app = TestApp::spawn_with(|s| s.rate_limit_writes_per_second = 1).await;
+    let alice = app.user("alice").await;
+    let channel = app.client.post("/api/channels", Some(&alice), &json!({"name": "general"})).await.body["id"].clone();
+    let mut created = 0;
+    let mut limited = 0;
+    for i in 0..6 {
+        let reply = app
+            .client
+            .post("/api/chat/messages", Some(&alice), &json!({"content": format!("m{i}"), "channel_id": channel}))
+            .await;
+        match reply.status.as_u16() {
+            201 => created += 1,
+            429 => {
+                reply.assert_error(429, "rate_limited");
+                limited += 1;
+            }
+            other => panic!("unexpected {other}: {}", reply.text),
+        }
+    }
+    assert!(limited > 0, "six posts at once exceed one per second with a burst of two");
+    let history =
+        app.client.get(&format!("/api/chat/channels/{}/messages", channel.as_str().unwrap()), Some(&alice)).await;
+    assert_eq!(history.body["items"].as_array().unwrap().len(), created);
+}
+
+#[tokio::test]
+async fn hostile_text_is_stored_verbatim_or_refused_never_executed() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let channel = app.client.post("/api/channels", Some(&alice), &json!({"name": "general"})).await.body["id"].clone();
+    let sql = "'); DROP TABLE messages; --";
+    let stored =
+        app.client.post("/api/chat/messages", Some(&alice), &json!({"content": sql, "channel_id": channel})).await;
+    assert_eq!(stored.assert_status(201)["content"], sql);
+    let found = app.client.get(&format!("/api/users?q={}", urlencode("'; DROP TABLE users; --")), Some(&alice)).await;
+    assert_eq!(found.assert_status(200)["items"], json!([]));
+    app.client
+        .post("/api/chat/messages", Some(&alice), &json!({"content": "nul\u{0}byte", "channel_id": channel}))
+        .await
+        .assert_error(422, "validation_error");
+    app.client
+        .post(
+            "/api/auth/register",
+            None,
+            &json!({"username": "nul\u{0}user", "email": "n@example.com", "password": "secretpass"}),
+        )
+        .await
+        .assert_error(422, "validation_error");
+    let invalid_utf8 = app
+        .client
+        .send(
+            app.client
+                .request(Method::POST, "/api/chat/messages", Some(&alice))
+                .header("content-type", "application/json")
+                .body(b"{\"content\": \"\xff\xfe\", \"channel_id\": \"x\"}".to_vec()),
+        )
+        .await;
+    invalid_utf8.assert_error(400, "invalid_json");
+    let history =
+        app.client.get(&format!("/api/chat/channels/{}/messages", channel.as_str().unwrap()), Some(&alice)).await;
+    assert_eq!(history.body["items"].as_array().unwrap().len(), 1, "nothing refused was stored");
+}
+
+fn urlencode(raw: &str) -> String {
+    raw.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+#[tokio::test]
+async fn absurd_query_values_are_422_and_unknown_parameters_are_ignored() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    for query in ["limit=99999999999999999999999", "limit=-1", "limit=1e3", "limit="] {
+        app.client.get(&format!("/api/users?{query}"), Some(&alice)).await.assert_error(422, "validation_error");
+    }
+    app.client.get("/api/users?whatever=1&limit=5", Some(&alice)).await.assert_status(200);
+}
+
+#[tokio::test]
+async fn forged_tokens_and_deleted_accounts_are_refused() {
+    let app = TestApp::spawn().await;
+    let token = app.user("alice").await;
+    let payload = token.split('.').nth(1).unwrap();
+    // alg none: header {"alg":"none","typ":"JWT"}, the real payload, no signature.
+    let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
+    app.client.get("/api/users/me", Some(&none)).await.assert_error(401, "invalid_token");
+    // The payload edited, the signature kept.
+    let mut tampered: Vec<&str> = token.split('.').collect();
+    let other_payload = "eyJzdWIiOiIwMDAwMDAwMC0wMDAwLTAwMDAtMDAwMC0wMDAwMDAwMDAwMDAifQ";
+    tampered[1] = other_payload;
+    app.client.get("/api/users/me", Some(&tampered.join("."))).await.assert_error(401, "invalid_token");
+
+    {
+        use diesel_async::RunQueryDsl as _;
+        let mut conn = app.db().await;
+        diesel::sql_query("DELETE FROM users WHERE username = 'alice'").execute(&mut conn).await.unwrap();
+    }
+    app.client.get("/api/users/me", Some(&token)).await.assert_error(401, "invalid_token");
+    app.client.post("/api/channels", Some(&token), &json!({"name": "ghost"})).await.assert_error(401, "invalid_token");
+}
+
+#[tokio::test]
+async fn security_headers_are_on_every_response() {
+    let app = TestApp::spawn().await;
+    for path in ["/healthz", "/api/nope"] {
+        let reply = app.client.get(path, None).await;
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(reply.header("x-frame-options"), Some("DENY"), "{path}");
+    }
+}
