@@ -22,14 +22,8 @@ async fn seed_register_and_login_examples_work_as_shown() {
     assert_eq!(body["token_type"], "bearer");
     assert_eq!(body["expires_in"], 1800);
 
-    let reply = app
-        .client
-        .post(
-            "/api/auth/login",
-            None,
-            &json!({"username": "johndoe", "password": "secretpass"}),
-        )
-        .await;
+    let reply =
+        app.client.post("/api/auth/login", None, &json!({"username": "johndoe", "password": "secretpass"})).await;
     let body = reply.assert_status(200);
     assert!(body["access_token"].as_str().unwrap().starts_with("eyJ"));
     assert_eq!(body["token_type"], "bearer");
@@ -55,22 +49,10 @@ async fn login_accepts_the_oauth2_form() {
 async fn wrong_password_and_unknown_user_get_the_same_401() {
     let app = TestApp::spawn().await;
     app.user("johndoe").await;
-    let wrong = app
-        .client
-        .post(
-            "/api/auth/login",
-            None,
-            &json!({"username": "johndoe", "password": "wrongpass"}),
-        )
-        .await;
-    let unknown = app
-        .client
-        .post(
-            "/api/auth/login",
-            None,
-            &json!({"username": "nobody", "password": "secretpass"}),
-        )
-        .await;
+    let wrong =
+        app.client.post("/api/auth/login", None, &json!({"username": "johndoe", "password": "wrongpass"})).await;
+    let unknown =
+        app.client.post("/api/auth/login", None, &json!({"username": "nobody", "password": "secretpass"})).await;
     for reply in [&wrong, &unknown] {
         reply.assert_error(401, "invalid_credentials");
         assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
@@ -82,34 +64,13 @@ async fn wrong_password_and_unknown_user_get_the_same_401() {
 async fn register_validates_every_field() {
     let app = TestApp::spawn().await;
     let cases = [
-        (
-            json!({"email": "a@example.com", "password": "secretpass"}),
-            "username",
-        ),
-        (
-            json!({"username": "ab", "email": "a@example.com", "password": "secretpass"}),
-            "username",
-        ),
-        (
-            json!({"username": "x".repeat(33), "email": "a@example.com", "password": "secretpass"}),
-            "username",
-        ),
-        (
-            json!({"username": "bad name", "email": "a@example.com", "password": "secretpass"}),
-            "username",
-        ),
-        (
-            json!({"username": "alice", "email": "not-an-email", "password": "secretpass"}),
-            "email",
-        ),
-        (
-            json!({"username": "alice", "email": "a@example.com", "password": "short"}),
-            "password",
-        ),
-        (
-            json!({"username": "alice", "email": "a@example.com", "password": "p".repeat(129)}),
-            "password",
-        ),
+        (json!({"email": "a@example.com", "password": "secretpass"}), "username"),
+        (json!({"username": "ab", "email": "a@example.com", "password": "secretpass"}), "username"),
+        (json!({"username": "x".repeat(33), "email": "a@example.com", "password": "secretpass"}), "username"),
+        (json!({"username": "bad name", "email": "a@example.com", "password": "secretpass"}), "username"),
+        (json!({"username": "alice", "email": "not-an-email", "password": "secretpass"}), "email"),
+        (json!({"username": "alice", "email": "a@example.com", "password": "short"}), "password"),
+        (json!({"username": "alice", "email": "a@example.com", "password": "p".repeat(129)}), "password"),
         (
             json!({"username": "alice", "email": "a@example.com", "password": "secretpass", "display_name": "   "}),
             "display_name",
@@ -118,10 +79,7 @@ async fn register_validates_every_field() {
             json!({"username": "alice", "email": "a@example.com", "password": "secretpass", "display_name": "d".repeat(65)}),
             "display_name",
         ),
-        (
-            json!({"username": 42, "email": "a@example.com", "password": "secretpass"}),
-            "username",
-        ),
+        (json!({"username": 42, "email": "a@example.com", "password": "secretpass"}), "username"),
     ];
     for (body, field) in cases {
         let reply = app.client.post("/api/auth/register", None, &body).await;
@@ -131,10 +89,7 @@ async fn register_validates_every_field() {
     // Nothing was created by any of them.
     let token = app.user("carol").await;
     let users = app.client.get("/api/users", Some(&token)).await;
-    assert_eq!(
-        users.assert_status(200)["items"].as_array().unwrap().len(),
-        1
-    );
+    assert_eq!(users.assert_status(200)["items"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -152,7 +107,11 @@ async fn duplicates_conflict_case_insensitively() {
     reply.assert_error(409, "username_taken");
     let reply = app
         .client
-        .post("/api/auth/register", None, &json!({"username": "janedoe", "email": "JOHNDOE@example.com", "password": "secretpass"}))
+        .post(
+            "/api/auth/register",
+            None,
+            &json!({"username": "janedoe", "email": "JOHNDOE@example.com", "password": "secretpass"}),
+        )
         .await;
     reply.assert_error(409, "email_taken");
 }
@@ -213,10 +172,7 @@ async fn tokens_missing_invalid_expired_foreign_or_revoked_get_401() {
     missing.assert_error(401, "not_authenticated");
     assert_eq!(missing.header("www-authenticate"), Some("Bearer"));
 
-    app.client
-        .get("/api/users/me", Some("garbage"))
-        .await
-        .assert_error(401, "invalid_token");
+    app.client.get("/api/users/me", Some("garbage")).await.assert_error(401, "invalid_token");
 
     let me = app.client.get("/api/users/me", Some(&token)).await;
     let user = domain::User {
@@ -226,42 +182,18 @@ async fn tokens_missing_invalid_expired_foreign_or_revoked_get_401() {
         display_name: domain::DisplayName::parse("johndoe").unwrap(),
         created_at: time::OffsetDateTime::now_utc(),
     };
-    let ours =
-        auth::SecretKey::new(app.settings.secret_key.clone().unwrap().0.into_bytes()).unwrap();
+    let ours = auth::SecretKey::new(app.settings.secret_key.clone().unwrap().0.into_bytes()).unwrap();
     let keys = auth::TokenKeys::new(&ours, time::Duration::minutes(30));
-    let expired = keys
-        .issue_at(
-            &user,
-            time::OffsetDateTime::now_utc() - time::Duration::hours(2),
-        )
-        .unwrap();
-    app.client
-        .get("/api/users/me", Some(&expired.access_token))
-        .await
-        .assert_error(401, "token_expired");
+    let expired = keys.issue_at(&user, time::OffsetDateTime::now_utc() - time::Duration::hours(2)).unwrap();
+    app.client.get("/api/users/me", Some(&expired.access_token)).await.assert_error(401, "token_expired");
 
-    let foreign = auth::TokenKeys::new(
-        &auth::SecretKey::new(vec![b'z'; 40]).unwrap(),
-        time::Duration::minutes(30),
-    );
+    let foreign = auth::TokenKeys::new(&auth::SecretKey::new(vec![b'z'; 40]).unwrap(), time::Duration::minutes(30));
     let forged = foreign.issue(&user).unwrap();
-    app.client
-        .get("/api/users/me", Some(&forged.access_token))
-        .await
-        .assert_error(401, "invalid_token");
+    app.client.get("/api/users/me", Some(&forged.access_token)).await.assert_error(401, "invalid_token");
 
-    app.client
-        .post_empty("/api/auth/logout", Some(&token))
-        .await
-        .assert_status(204);
-    app.client
-        .get("/api/users/me", Some(&token))
-        .await
-        .assert_error(401, "token_revoked");
-    app.client
-        .post_empty("/api/auth/logout", Some(&token))
-        .await
-        .assert_error(401, "token_revoked");
+    app.client.post_empty("/api/auth/logout", Some(&token)).await.assert_status(204);
+    app.client.get("/api/users/me", Some(&token)).await.assert_error(401, "token_revoked");
+    app.client.post_empty("/api/auth/logout", Some(&token)).await.assert_error(401, "token_revoked");
 }
 
 #[tokio::test]
@@ -281,10 +213,7 @@ async fn me_shows_email_only_to_yourself() {
     let body = seen_by_bob.assert_status(200);
     assert_eq!(body["username"], "alice");
     assert!(body.get("email").is_none());
-    app.client
-        .get("/api/users/nobody", Some(&bob))
-        .await
-        .assert_error(404, "not_found");
+    app.client.get("/api/users/nobody", Some(&bob)).await.assert_error(404, "not_found");
 }
 
 #[tokio::test]
@@ -303,108 +232,58 @@ async fn users_search_and_pagination_visit_each_once() {
         };
         let page = app.client.get(&path, Some(&token)).await;
         let body = page.assert_status(200).clone();
-        seen.extend(
-            body["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|u| u["username"].as_str().unwrap().to_owned()),
-        );
+        seen.extend(body["items"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap().to_owned()));
         match body["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
             None => break,
         }
     }
-    assert_eq!(
-        seen,
-        (0..7).map(|i| format!("user{i:02}")).collect::<Vec<_>>()
-    );
-    app.client
-        .get("/api/users?limit=0", Some(&token))
-        .await
-        .assert_error(422, "validation_error");
-    app.client
-        .get("/api/users?limit=201", Some(&token))
-        .await
-        .assert_error(422, "validation_error");
-    app.client
-        .get("/api/users?limit=abc", Some(&token))
-        .await
-        .assert_error(422, "validation_error");
-    app.client
-        .get("/api/users?after=!!!", Some(&token))
-        .await
-        .assert_error(422, "validation_error");
+    assert_eq!(seen, (0..7).map(|i| format!("user{i:02}")).collect::<Vec<_>>());
+    app.client.get("/api/users?limit=0", Some(&token)).await.assert_error(422, "validation_error");
+    app.client.get("/api/users?limit=201", Some(&token)).await.assert_error(422, "validation_error");
+    app.client.get("/api/users?limit=abc", Some(&token)).await.assert_error(422, "validation_error");
+    app.client.get("/api/users?after=!!!", Some(&token)).await.assert_error(422, "validation_error");
     // LIKE wildcards are matched literally.
     let wildcard = app.client.get("/api/users?q=%25", Some(&token)).await;
-    assert_eq!(
-        wildcard.assert_status(200)["items"]
-            .as_array()
-            .unwrap()
-            .len(),
-        0
-    );
+    assert_eq!(wildcard.assert_status(200)["items"].as_array().unwrap().len(), 0);
 }
 
 #[tokio::test]
 async fn patch_me_changes_profile_and_guards_credentials() {
     let app = TestApp::spawn().await;
     let token = app.user("alice").await;
-    let renamed = app
-        .client
-        .patch(
-            "/api/users/me",
-            Some(&token),
-            &json!({"display_name": "  Alice A.  "}),
-        )
-        .await;
+    let renamed = app.client.patch("/api/users/me", Some(&token), &json!({"display_name": "  Alice A.  "})).await;
     assert_eq!(renamed.assert_status(200)["display_name"], "Alice A.");
 
     app.client
-        .patch(
-            "/api/users/me",
-            Some(&token),
-            &json!({"email": "new@example.com"}),
-        )
+        .patch("/api/users/me", Some(&token), &json!({"email": "new@example.com"}))
         .await
         .assert_error(422, "validation_error");
     app.client
-        .patch(
-            "/api/users/me",
-            Some(&token),
-            &json!({"email": "new@example.com", "current_password": "wrongpass"}),
-        )
+        .patch("/api/users/me", Some(&token), &json!({"email": "new@example.com", "current_password": "wrongpass"}))
         .await
         .assert_error(403, "forbidden");
     let changed = app
         .client
-        .patch("/api/users/me", Some(&token), &json!({"email": "new@example.com", "password": "newsecret", "current_password": "secretpass"}))
+        .patch(
+            "/api/users/me",
+            Some(&token),
+            &json!({"email": "new@example.com", "password": "newsecret", "current_password": "secretpass"}),
+        )
         .await;
     assert_eq!(changed.assert_status(200)["email"], "new@example.com");
     app.client
-        .post(
-            "/api/auth/login",
-            None,
-            &json!({"username": "alice", "password": "secretpass"}),
-        )
+        .post("/api/auth/login", None, &json!({"username": "alice", "password": "secretpass"}))
         .await
         .assert_error(401, "invalid_credentials");
     app.client
-        .post(
-            "/api/auth/login",
-            None,
-            &json!({"username": "alice", "password": "newsecret"}),
-        )
+        .post("/api/auth/login", None, &json!({"username": "alice", "password": "newsecret"}))
         .await
         .assert_status(200);
 
     app.user("bob").await;
     app.client
-        .patch(
-            "/api/users/me",
-            Some(&token),
-            &json!({"email": "BOB@example.com", "current_password": "newsecret"}),
-        )
+        .patch("/api/users/me", Some(&token), &json!({"email": "BOB@example.com", "current_password": "newsecret"}))
         .await
         .assert_error(409, "email_taken");
 }

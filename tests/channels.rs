@@ -43,19 +43,11 @@ async fn seed_channel_and_ban_examples_have_the_documented_shapes() {
     assert!(channel["created_at"].as_str().unwrap().ends_with('Z'));
 
     let channel_id = id(&channel);
-    app.client
-        .post_empty(&format!("/api/channels/{channel_id}/join"), Some(&banned))
-        .await
-        .assert_status(200);
+    app.client.post_empty(&format!("/api/channels/{channel_id}/join"), Some(&banned)).await.assert_status(200);
     let banned_id = app.client.get("/api/users/me", Some(&banned)).await.body["id"].clone();
 
-    let reply = app
-        .client
-        .post_empty(
-            &format!("/api/channels/{channel_id}/ban-by-username/banneduser"),
-            Some(&owner),
-        )
-        .await;
+    let reply =
+        app.client.post_empty(&format!("/api/channels/{channel_id}/ban-by-username/banneduser"), Some(&owner)).await;
     let body = reply.assert_status(200);
     assert_eq!(body["id"], channel["id"]);
     assert_eq!(body["name"], "general");
@@ -66,26 +58,12 @@ async fn seed_channel_and_ban_examples_have_the_documented_shapes() {
     assert!(exceptions[0]["created_at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(body["member_count"], 1, "the banned user was removed");
 
-    let list = app
-        .client
-        .get(
-            &format!("/api/channels/{channel_id}/banned-users"),
-            Some(&owner),
-        )
-        .await;
+    let list = app.client.get(&format!("/api/channels/{channel_id}/banned-users"), Some(&owner)).await;
     let list = list.assert_status(200);
-    assert_eq!(
-        list,
-        &json!([{"id": banned_id, "username": "banneduser", "display_name": "banneduser"}])
-    );
+    assert_eq!(list, &json!([{"id": banned_id, "username": "banneduser", "display_name": "banneduser"}]));
 
-    let reply = app
-        .client
-        .post_empty(
-            &format!("/api/channels/{channel_id}/unban-by-username/banneduser"),
-            Some(&owner),
-        )
-        .await;
+    let reply =
+        app.client.post_empty(&format!("/api/channels/{channel_id}/unban-by-username/banneduser"), Some(&owner)).await;
     let body = reply.assert_status(200);
     assert_eq!(body["member_exceptions"], json!([]));
     assert_eq!(body["id"], channel["id"]);
@@ -99,116 +77,52 @@ async fn bans_shut_the_user_out_until_unbanned() {
     let public = create(&app, &owner, "public", false).await;
     let private = create(&app, &owner, "private", true).await;
     let (public, private) = (id(&public).to_owned(), id(&private).to_owned());
-    app.client
-        .post_empty(&format!("/api/channels/{public}/join"), Some(&eve))
-        .await
-        .assert_status(200);
-    app.client
-        .post_empty(
-            &format!("/api/channels/{private}/members/eve"),
-            Some(&owner),
-        )
-        .await
-        .assert_status(200);
+    app.client.post_empty(&format!("/api/channels/{public}/join"), Some(&eve)).await.assert_status(200);
+    app.client.post_empty(&format!("/api/channels/{private}/members/eve"), Some(&owner)).await.assert_status(200);
 
     for channel in [&public, &private] {
         app.client
-            .post_empty(
-                &format!("/api/channels/{channel}/ban-by-username/eve"),
-                Some(&owner),
-            )
+            .post_empty(&format!("/api/channels/{channel}/ban-by-username/eve"), Some(&owner))
             .await
             .assert_status(200);
         // Banning twice is harmless.
-        let again = app
-            .client
-            .post_empty(
-                &format!("/api/channels/{channel}/ban-by-username/eve"),
-                Some(&owner),
-            )
-            .await;
-        assert_eq!(
-            again.assert_status(200)["member_exceptions"]
-                .as_array()
-                .unwrap()
-                .len(),
-            1
-        );
+        let again = app.client.post_empty(&format!("/api/channels/{channel}/ban-by-username/eve"), Some(&owner)).await;
+        assert_eq!(again.assert_status(200)["member_exceptions"].as_array().unwrap().len(), 1);
     }
     // Public: 403 on everything. Private: 404, as if it did not exist.
+    app.client.get(&format!("/api/channels/{public}"), Some(&eve)).await.assert_error(403, "forbidden");
+    app.client.post_empty(&format!("/api/channels/{public}/join"), Some(&eve)).await.assert_error(403, "forbidden");
+    app.client.get(&format!("/api/channels/{public}/members"), Some(&eve)).await.assert_error(403, "forbidden");
+    app.client.get(&format!("/api/channels/{private}"), Some(&eve)).await.assert_error(404, "not_found");
     app.client
-        .get(&format!("/api/channels/{public}"), Some(&eve))
-        .await
-        .assert_error(403, "forbidden");
-    app.client
-        .post_empty(&format!("/api/channels/{public}/join"), Some(&eve))
-        .await
-        .assert_error(403, "forbidden");
-    app.client
-        .get(&format!("/api/channels/{public}/members"), Some(&eve))
-        .await
-        .assert_error(403, "forbidden");
-    app.client
-        .get(&format!("/api/channels/{private}"), Some(&eve))
-        .await
-        .assert_error(404, "not_found");
-    app.client
-        .post_empty(
-            &format!("/api/channels/{private}/members/eve"),
-            Some(&owner),
-        )
+        .post_empty(&format!("/api/channels/{private}/members/eve"), Some(&owner))
         .await
         .assert_error(409, "user_banned");
     let visible = app.client.get("/api/channels", Some(&eve)).await;
-    assert!(
-        visible.assert_status(200)["items"]
-            .as_array()
-            .unwrap()
-            .is_empty(),
-        "{}",
-        visible.text
-    );
+    assert!(visible.assert_status(200)["items"].as_array().unwrap().is_empty(), "{}", visible.text);
 
     // The owner cannot be banned.
     app.client
-        .post_empty(
-            &format!("/api/channels/{public}/ban-by-username/owner"),
-            Some(&owner),
-        )
+        .post_empty(&format!("/api/channels/{public}/ban-by-username/owner"), Some(&owner))
         .await
         .assert_error(409, "conflict");
     // Only the owner bans.
     app.client
-        .post_empty(
-            &format!("/api/channels/{public}/ban-by-username/owner"),
-            Some(&eve),
-        )
+        .post_empty(&format!("/api/channels/{public}/ban-by-username/owner"), Some(&eve))
         .await
         .assert_error(403, "forbidden");
 
     app.client
-        .post_empty(
-            &format!("/api/channels/{public}/unban-by-username/eve"),
-            Some(&owner),
-        )
+        .post_empty(&format!("/api/channels/{public}/unban-by-username/eve"), Some(&owner))
         .await
         .assert_status(200);
     app.client
-        .post_empty(
-            &format!("/api/channels/{public}/unban-by-username/eve"),
-            Some(&owner),
-        )
+        .post_empty(&format!("/api/channels/{public}/unban-by-username/eve"), Some(&owner))
         .await
         .assert_status(200);
+    app.client.post_empty(&format!("/api/channels/{public}/join"), Some(&eve)).await.assert_status(200);
     app.client
-        .post_empty(&format!("/api/channels/{public}/join"), Some(&eve))
-        .await
-        .assert_status(200);
-    app.client
-        .post_empty(
-            &format!("/api/channels/{public}/ban-by-username/nobody"),
-            Some(&owner),
-        )
+        .post_empty(&format!("/api/channels/{public}/ban-by-username/nobody"), Some(&owner))
         .await
         .assert_error(404, "not_found");
 }
@@ -220,30 +134,18 @@ async fn private_channels_are_invisible_to_outsiders() {
     let outsider = app.user("outsider").await;
     let private = create(&app, &owner, "secret", true).await;
     let private = id(&private);
-    for path in [
-        format!("/api/channels/{private}"),
-        format!("/api/channels/{private}/members"),
-    ] {
-        app.client
-            .get(&path, Some(&outsider))
-            .await
-            .assert_error(404, "not_found");
+    for path in [format!("/api/channels/{private}"), format!("/api/channels/{private}/members")] {
+        app.client.get(&path, Some(&outsider)).await.assert_error(404, "not_found");
     }
     app.client
         .post_empty(&format!("/api/channels/{private}/join"), Some(&outsider))
         .await
         .assert_error(404, "not_found");
     app.client
-        .get(
-            &format!("/api/channels/{}", uuid::Uuid::now_v7()),
-            Some(&outsider),
-        )
+        .get(&format!("/api/channels/{}", uuid::Uuid::now_v7()), Some(&outsider))
         .await
         .assert_error(404, "not_found");
-    app.client
-        .get("/api/channels/not-a-uuid", Some(&outsider))
-        .await
-        .assert_error(404, "not_found");
+    app.client.get("/api/channels/not-a-uuid", Some(&outsider)).await.assert_error(404, "not_found");
     let list = app.client.get("/api/channels", Some(&outsider)).await;
     assert!(list.body["items"].as_array().unwrap().is_empty());
     let mine = app.client.get("/api/channels", Some(&owner)).await;
@@ -257,90 +159,38 @@ async fn membership_join_leave_and_owner_rules() {
     let bob = app.user("bob").await;
     let channel = create(&app, &owner, "general", false).await;
     let channel = id(&channel);
-    let joined = app
-        .client
-        .post_empty(&format!("/api/channels/{channel}/join"), Some(&bob))
-        .await;
+    let joined = app.client.post_empty(&format!("/api/channels/{channel}/join"), Some(&bob)).await;
     assert_eq!(joined.assert_status(200)["member_count"], 2);
-    let again = app
-        .client
-        .post_empty(&format!("/api/channels/{channel}/join"), Some(&bob))
-        .await;
-    assert_eq!(
-        again.assert_status(200)["member_count"],
-        2,
-        "join is idempotent"
-    );
-    let members = app
-        .client
-        .get(&format!("/api/channels/{channel}/members"), Some(&bob))
-        .await;
-    assert_eq!(
-        members.assert_status(200)["items"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    let again = app.client.post_empty(&format!("/api/channels/{channel}/join"), Some(&bob)).await;
+    assert_eq!(again.assert_status(200)["member_count"], 2, "join is idempotent");
+    let members = app.client.get(&format!("/api/channels/{channel}/members"), Some(&bob)).await;
+    assert_eq!(members.assert_status(200)["items"].as_array().unwrap().len(), 2);
 
-    app.client
-        .post_empty(&format!("/api/channels/{channel}/leave"), Some(&owner))
-        .await
-        .assert_error(409, "conflict");
-    app.client
-        .post_empty(&format!("/api/channels/{channel}/leave"), Some(&bob))
-        .await
-        .assert_status(204);
-    app.client
-        .post_empty(&format!("/api/channels/{channel}/leave"), Some(&bob))
-        .await
-        .assert_error(403, "forbidden");
+    app.client.post_empty(&format!("/api/channels/{channel}/leave"), Some(&owner)).await.assert_error(409, "conflict");
+    app.client.post_empty(&format!("/api/channels/{channel}/leave"), Some(&bob)).await.assert_status(204);
+    app.client.post_empty(&format!("/api/channels/{channel}/leave"), Some(&bob)).await.assert_error(403, "forbidden");
 
     // Owner powers.
     app.client
-        .patch(
-            &format!("/api/channels/{channel}"),
-            Some(&bob),
-            &json!({"name": "mine"}),
-        )
+        .patch(&format!("/api/channels/{channel}"), Some(&bob), &json!({"name": "mine"}))
         .await
         .assert_error(403, "forbidden");
     let renamed = app
         .client
-        .patch(
-            &format!("/api/channels/{channel}"),
-            Some(&owner),
-            &json!({"name": "random", "description": "x"}),
-        )
+        .patch(&format!("/api/channels/{channel}"), Some(&owner), &json!({"name": "random", "description": "x"}))
         .await;
     assert_eq!(renamed.assert_status(200)["name"], "random");
     app.client
-        .patch(
-            &format!("/api/channels/{channel}"),
-            Some(&owner),
-            &json!({"name": ""}),
-        )
+        .patch(&format!("/api/channels/{channel}"), Some(&owner), &json!({"name": ""}))
         .await
         .assert_error(422, "validation_error");
-    app.client
-        .delete(&format!("/api/channels/{channel}"), Some(&bob))
-        .await
-        .assert_error(403, "forbidden");
-    app.client
-        .delete(&format!("/api/channels/{channel}"), Some(&owner))
-        .await
-        .assert_status(204);
-    app.client
-        .get(&format!("/api/channels/{channel}"), Some(&owner))
-        .await
-        .assert_error(404, "not_found");
+    app.client.delete(&format!("/api/channels/{channel}"), Some(&bob)).await.assert_error(403, "forbidden");
+    app.client.delete(&format!("/api/channels/{channel}"), Some(&owner)).await.assert_status(204);
+    app.client.get(&format!("/api/channels/{channel}"), Some(&owner)).await.assert_error(404, "not_found");
     // Inviting into a public channel is not a thing; joining is.
     let public = create(&app, &owner, "public", false).await;
     app.client
-        .post_empty(
-            &format!("/api/channels/{}/members/bob", id(&public)),
-            Some(&owner),
-        )
+        .post_empty(&format!("/api/channels/{}/members/bob", id(&public)), Some(&owner))
         .await
         .assert_error(403, "forbidden");
 }
@@ -359,16 +209,8 @@ async fn channel_names_are_unique_case_insensitively_even_under_a_race() {
     assert_eq!(statuses, [201, 409]);
     let conflict = if a.status.as_u16() == 409 { a } else { b };
     conflict.assert_error(409, "channel_name_taken");
-    for bad in [
-        json!({"name": ""}),
-        json!({"name": "x".repeat(81)}),
-        json!({}),
-        json!({"name": 5}),
-    ] {
-        app.client
-            .post("/api/channels", Some(&owner), &bad)
-            .await
-            .assert_error(422, "validation_error");
+    for bad in [json!({"name": ""}), json!({"name": "x".repeat(81)}), json!({}), json!({"name": 5})] {
+        app.client.post("/api/channels", Some(&owner), &bad).await.assert_error(422, "validation_error");
     }
 }
 
@@ -380,15 +222,9 @@ async fn ten_concurrent_dm_creations_make_one_channel() {
     let mut calls = Vec::new();
     for i in 0..10 {
         let client = app.client.clone();
-        let (token, target) = if i % 2 == 0 {
-            (alice.clone(), "bob")
-        } else {
-            (bob.clone(), "alice")
-        };
+        let (token, target) = if i % 2 == 0 { (alice.clone(), "bob") } else { (bob.clone(), "alice") };
         calls.push(tokio::spawn(async move {
-            client
-                .post_empty(&format!("/api/channels/dm/{target}"), Some(&token))
-                .await
+            client.post_empty(&format!("/api/channels/dm/{target}"), Some(&token)).await
         }));
     }
     let mut ids = HashSet::new();
@@ -406,39 +242,19 @@ async fn ten_concurrent_dm_creations_make_one_channel() {
     let dm = ids.into_iter().next().unwrap();
     // DMs: not joinable, not listed, no owner powers.
     let carol = app.user("carol").await;
+    app.client.post_empty(&format!("/api/channels/{dm}/join"), Some(&carol)).await.assert_error(404, "not_found");
+    app.client.post_empty(&format!("/api/channels/{dm}/join"), Some(&alice)).await.assert_error(403, "forbidden");
     app.client
-        .post_empty(&format!("/api/channels/{dm}/join"), Some(&carol))
-        .await
-        .assert_error(404, "not_found");
-    app.client
-        .post_empty(&format!("/api/channels/{dm}/join"), Some(&alice))
+        .post_empty(&format!("/api/channels/{dm}/ban-by-username/bob"), Some(&alice))
         .await
         .assert_error(403, "forbidden");
-    app.client
-        .post_empty(
-            &format!("/api/channels/{dm}/ban-by-username/bob"),
-            Some(&alice),
-        )
-        .await
-        .assert_error(403, "forbidden");
-    assert!(
-        app.client.get("/api/channels", Some(&alice)).await.body["items"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(app.client.get("/api/channels", Some(&alice)).await.body["items"].as_array().unwrap().is_empty());
     let mine = app.client.get("/api/channels/me", Some(&alice)).await;
     assert_eq!(mine.body["items"][0]["id"], dm.as_str());
     // Notes to self: a DM with one member.
-    let notes = app
-        .client
-        .post_empty("/api/channels/dm/alice", Some(&alice))
-        .await;
+    let notes = app.client.post_empty("/api/channels/dm/alice", Some(&alice)).await;
     assert_eq!(notes.assert_status(201)["member_count"], 1);
-    app.client
-        .post_empty("/api/channels/dm/nobody", Some(&alice))
-        .await
-        .assert_error(404, "not_found");
+    app.client.post_empty("/api/channels/dm/nobody", Some(&alice)).await.assert_error(404, "not_found");
 }
 
 #[tokio::test]
@@ -449,10 +265,7 @@ async fn walking_a_thousand_channels_by_cursor_visits_each_once() {
         // Seeding through the API would take minutes; the walk is what is under test.
         use diesel_async::RunQueryDsl as _;
         let mut conn = app.db().await;
-        let me = app.client.get("/api/users/me", Some(&owner)).await.body["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let me = app.client.get("/api/users/me", Some(&owner)).await.body["id"].as_str().unwrap().to_owned();
         diesel::sql_query(format!(
             "INSERT INTO channels (id, name, owner_id, kind) \
              SELECT uuidv7_like, 'chan-' || n, '{me}', 'channel' FROM \
@@ -469,10 +282,7 @@ async fn walking_a_thousand_channels_by_cursor_visits_each_once() {
         let page = app.client.get(&path, Some(&owner)).await;
         let body = page.assert_status(200).clone();
         for item in body["items"].as_array().unwrap() {
-            assert!(
-                seen.insert(item["id"].as_str().unwrap().to_owned()),
-                "visited twice"
-            );
+            assert!(seen.insert(item["id"].as_str().unwrap().to_owned()), "visited twice");
         }
         pages += 1;
         match body["next_cursor"].as_str() {
@@ -491,52 +301,24 @@ async fn read_markers_move_forward_only() {
     let bob = app.user("bob").await;
     let channel = create(&app, &owner, "general", false).await;
     let channel = id(&channel).to_owned();
-    app.client
-        .post_empty(&format!("/api/channels/{channel}/join"), Some(&bob))
-        .await;
+    app.client.post_empty(&format!("/api/channels/{channel}/join"), Some(&bob)).await;
     // seq 1: owner joined; seq 2: bob joined.
-    app.client
-        .put(
-            &format!("/api/channels/{channel}/read"),
-            Some(&bob),
-            &json!({"seq": 2}),
-        )
-        .await
-        .assert_status(204);
-    app.client
-        .put(
-            &format!("/api/channels/{channel}/read"),
-            Some(&bob),
-            &json!({"seq": 1}),
-        )
-        .await
-        .assert_status(204);
+    app.client.put(&format!("/api/channels/{channel}/read"), Some(&bob), &json!({"seq": 2})).await.assert_status(204);
+    app.client.put(&format!("/api/channels/{channel}/read"), Some(&bob), &json!({"seq": 1})).await.assert_status(204);
     let mine = app.client.get("/api/channels/me", Some(&bob)).await;
     assert_eq!(mine.body["items"][0]["last_read_seq"], 2);
     assert_eq!(mine.body["items"][0]["unread_count"], 0);
     app.client
-        .put(
-            &format!("/api/channels/{channel}/read"),
-            Some(&bob),
-            &json!({"seq": 99}),
-        )
+        .put(&format!("/api/channels/{channel}/read"), Some(&bob), &json!({"seq": 99}))
         .await
         .assert_error(422, "validation_error");
     app.client
-        .put(
-            &format!("/api/channels/{channel}/read"),
-            Some(&bob),
-            &json!({}),
-        )
+        .put(&format!("/api/channels/{channel}/read"), Some(&bob), &json!({}))
         .await
         .assert_error(422, "validation_error");
     let outsider = app.user("outsider").await;
     app.client
-        .put(
-            &format!("/api/channels/{channel}/read"),
-            Some(&outsider),
-            &json!({"seq": 1}),
-        )
+        .put(&format!("/api/channels/{channel}/read"), Some(&outsider), &json!({"seq": 1}))
         .await
         .assert_error(403, "forbidden");
 }

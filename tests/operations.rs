@@ -14,12 +14,7 @@ async fn every_response_carries_a_request_id() {
     assert_eq!(generated.header("x-request-id").map(str::len), Some(36));
     let echoed = app
         .client
-        .send(
-            app.client
-                .http
-                .get(app.client.url("/api/users/me"))
-                .header("x-request-id", "trace-me-123"),
-        )
+        .send(app.client.http.get(app.client.url("/api/users/me")).header("x-request-id", "trace-me-123"))
         .await;
     assert_eq!(echoed.header("x-request-id"), Some("trace-me-123"));
     echoed.assert_error(401, "not_authenticated");
@@ -28,14 +23,8 @@ async fn every_response_carries_a_request_id() {
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_json() {
     let app = TestApp::spawn().await;
-    app.client
-        .get("/api/nope", None)
-        .await
-        .assert_error(404, "not_found");
-    app.client
-        .get("/nope", None)
-        .await
-        .assert_error(404, "not_found");
+    app.client.get("/api/nope", None).await.assert_error(404, "not_found");
+    app.client.get("/nope", None).await.assert_error(404, "not_found");
     let wrong_method = app.client.delete("/api/auth/login", None).await;
     assert!(matches!(wrong_method.status.as_u16(), 404 | 405));
     assert!(wrong_method.body["code"].is_string());
@@ -44,14 +33,8 @@ async fn unknown_routes_and_methods_answer_json() {
 #[tokio::test]
 async fn health_and_readiness() {
     let app = TestApp::spawn().await;
-    assert_eq!(
-        app.client.get("/healthz", None).await.assert_status(200)["status"],
-        "ok"
-    );
-    assert_eq!(
-        app.client.get("/readyz", None).await.assert_status(200)["status"],
-        "ready"
-    );
+    assert_eq!(app.client.get("/healthz", None).await.assert_status(200)["status"], "ok");
+    assert_eq!(app.client.get("/readyz", None).await.assert_status(200)["status"], "ready");
 }
 
 #[tokio::test]
@@ -68,15 +51,8 @@ async fn docs_render_from_the_server_alone() {
         assert_eq!(html.status.as_u16(), 200, "{page}");
         // Every script and stylesheet the page loads must come from this server.
         for reference in references(&html.text) {
-            assert!(
-                !reference.starts_with("http"),
-                "{page} loads {reference} from elsewhere"
-            );
-            let absolute = if reference.starts_with('/') {
-                reference.clone()
-            } else {
-                format!("/docs/{reference}")
-            };
+            assert!(!reference.starts_with("http"), "{page} loads {reference} from elsewhere");
+            let absolute = if reference.starts_with('/') { reference.clone() } else { format!("/docs/{reference}") };
             let asset = app.client.get(&absolute, None).await;
             assert_eq!(asset.status.as_u16(), 200, "{page} → {absolute}");
             assert!(!asset.text.is_empty());
@@ -111,17 +87,8 @@ async fn metrics_are_prometheus_text() {
     app.client.get("/healthz", None).await;
     let metrics = app.client.get("/metrics", None).await;
     assert_eq!(metrics.status.as_u16(), 200);
-    assert!(
-        metrics
-            .header("content-type")
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    assert!(
-        metrics.text.contains("http_requests_total"),
-        "{}",
-        metrics.text
-    );
+    assert!(metrics.header("content-type").unwrap().starts_with("text/plain"));
+    assert!(metrics.text.contains("http_requests_total"), "{}", metrics.text);
     assert!(metrics.text.contains("db_pool_in_use"));
     assert!(metrics.text.contains("websocket_connections"));
 }
@@ -149,14 +116,7 @@ async fn logins_at_cost_12_do_not_stall_the_server() {
     for _ in 0..50 {
         let client = app.client.clone();
         logins.push(tokio::spawn(async move {
-            client
-                .post(
-                    "/api/auth/login",
-                    None,
-                    &json!({"username": "johndoe", "password": "secretpass"}),
-                )
-                .await
-                .status
+            client.post("/api/auth/login", None, &json!({"username": "johndoe", "password": "secretpass"})).await.status
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -167,10 +127,7 @@ async fn logins_at_cost_12_do_not_stall_the_server() {
         worst = worst.max(started.elapsed());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        worst < Duration::from_millis(100),
-        "/healthz took {worst:?} during the logins"
-    );
+    assert!(worst < Duration::from_millis(100), "/healthz took {worst:?} during the logins");
     for login in logins {
         assert_eq!(login.await.unwrap().as_u16(), 200);
     }

@@ -27,7 +27,8 @@ async fn connect(app: &TestApp, token: &str) -> WsClient {
 }
 
 async fn post(app: &TestApp, token: &str, channel: &str, content: &str) -> Value {
-    let reply = app.client.post("/api/chat/messages", Some(token), &json!({"content": content, "channel_id": channel})).await;
+    let reply =
+        app.client.post("/api/chat/messages", Some(token), &json!({"content": content, "channel_id": channel})).await;
     reply.assert_status(201).clone()
 }
 
@@ -130,7 +131,13 @@ async fn concurrent_posts_arrive_everywhere_in_seq_order_without_gaps() {
         let general = general.clone();
         senders.push(tokio::spawn(async move {
             for i in 0..50 {
-                let reply = client.post("/api/chat/messages", Some(&token), &json!({"content": format!("m{i}"), "channel_id": general})).await;
+                let reply = client
+                    .post(
+                        "/api/chat/messages",
+                        Some(&token),
+                        &json!({"content": format!("m{i}"), "channel_id": general}),
+                    )
+                    .await;
                 assert_eq!(reply.status.as_u16(), 201);
             }
         }));
@@ -197,7 +204,10 @@ async fn a_ban_stops_delivery_at_once_with_member_banned() {
     let general = channel(&app, &owner, "general", &[&eve]).await;
     let mut eve_ws = connect(&app, &eve).await;
     let mut owner_ws = connect(&app, &owner).await;
-    app.client.post_empty(&format!("/api/channels/{general}/ban-by-username/eve"), Some(&owner)).await.assert_status(200);
+    app.client
+        .post_empty(&format!("/api/channels/{general}/ban-by-username/eve"), Some(&owner))
+        .await
+        .assert_status(200);
     let banned = eve_ws.next_of("member_banned").await;
     assert_eq!(banned["data"]["user"]["username"], "eve");
     assert_eq!(banned["data"]["channel_id"], general.as_str());
@@ -217,7 +227,8 @@ async fn messages_sent_over_the_socket_are_acked_and_idempotent() {
     let alice = app.user("alice").await;
     let general = channel(&app, &alice, "general", &[]).await;
     let mut ws = connect(&app, &alice).await;
-    let frame = json!({"type": "message", "data": {"channel_id": general, "content": "over the socket", "nonce": "n-1"}});
+    let frame =
+        json!({"type": "message", "data": {"channel_id": general, "content": "over the socket", "nonce": "n-1"}});
     ws.send_json(&frame).await;
     // The ack and the message event may come in either order.
     let (mut ack, mut echoed) = (None, None);
@@ -238,7 +249,10 @@ async fn messages_sent_over_the_socket_are_acked_and_idempotent() {
     assert_eq!(again["data"]["id"], ack["data"]["id"], "a repeated nonce returns the first message");
     let history = app.client.get(&format!("/api/chat/channels/{general}/messages"), Some(&alice)).await;
     assert_eq!(history.body["items"].as_array().unwrap().len(), 1);
-    ws.send_json(&json!({"type": "message", "data": {"channel_id": general, "content": "x".repeat(4001), "nonce": "n-2"}})).await;
+    ws.send_json(
+        &json!({"type": "message", "data": {"channel_id": general, "content": "x".repeat(4001), "nonce": "n-2"}}),
+    )
+    .await;
     assert_eq!(ws.next_of("error").await["data"]["code"], "validation_error");
 }
 
@@ -317,7 +331,11 @@ async fn a_stalled_reader_is_closed_with_4008_and_others_keep_receiving() {
         senders.push(tokio::spawn(async move {
             for i in (worker..total).step_by(6) {
                 let reply = client
-                    .post("/api/chat/messages", Some(&alice), &json!({"content": format!("{i} {big}"), "channel_id": general}))
+                    .post(
+                        "/api/chat/messages",
+                        Some(&alice),
+                        &json!({"content": format!("{i} {big}"), "channel_id": general}),
+                    )
                     .await;
                 assert_eq!(reply.status.as_u16(), 201);
             }

@@ -28,20 +28,13 @@ impl PasswordHasher {
             .await
             .map_err(|e| AuthError::Hashing(e.to_string()))?
             .map_err(|e| AuthError::Hashing(e.to_string()))?;
-        Ok(Self {
-            cost,
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            dummy_hash: dummy_hash.into(),
-        })
+        Ok(Self { cost, permits: Arc::new(Semaphore::new(concurrency.max(1))), dummy_hash: dummy_hash.into() })
     }
 
     pub async fn hash(&self, password: &Password) -> Result<String, AuthError> {
         let password = password.expose().to_owned();
         let cost = self.cost;
-        self.blocking(move || {
-            bcrypt::hash(password, cost).map_err(|e| AuthError::Hashing(e.to_string()))
-        })
-        .await
+        self.blocking(move || bcrypt::hash(password, cost).map_err(|e| AuthError::Hashing(e.to_string()))).await
     }
 
     /// Checks `password` against `hash`, or against a dummy hash when there is no account,
@@ -50,9 +43,7 @@ impl PasswordHasher {
         let known = hash.is_some();
         let hash = hash.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
         let password = password.to_owned();
-        let matches = self
-            .blocking(move || Ok(bcrypt::verify(password, &hash).unwrap_or(false)))
-            .await?;
+        let matches = self.blocking(move || Ok(bcrypt::verify(password, &hash).unwrap_or(false))).await?;
         Ok(known && matches)
     }
 
@@ -60,11 +51,7 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> Result<T, AuthError> + Send + 'static,
     ) -> Result<T, AuthError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| AuthError::Hashing(e.to_string()))?;
+        let _permit = self.permits.acquire().await.map_err(|e| AuthError::Hashing(e.to_string()))?;
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || span.in_scope(work))
             .instrument(tracing::Span::current())
@@ -84,9 +71,6 @@ mod tests {
         let hash = hasher.hash(&password).await.unwrap();
         assert!(hasher.verify("secretpass", Some(&hash)).await.unwrap());
         assert!(!hasher.verify("wrongpass", Some(&hash)).await.unwrap());
-        assert!(
-            !hasher.verify("secretpass", None).await.unwrap(),
-            "no account never verifies"
-        );
+        assert!(!hasher.verify("secretpass", None).await.unwrap(), "no account never verifies");
     }
 }

@@ -79,11 +79,7 @@ impl Revocations {
     /// Reads revocations made at or after `since` and returns where the next poll starts.
     /// It overlaps the previous window by a second, because a transaction that committed
     /// late can carry an earlier `revoked_at` than one already seen.
-    async fn poll(
-        &self,
-        db: &Database,
-        since: OffsetDateTime,
-    ) -> Result<OffsetDateTime, AuthError> {
+    async fn poll(&self, db: &Database, since: OffsetDateTime) -> Result<OffsetDateTime, AuthError> {
         let mut conn = db.get().await?;
         let rows = tokens::revoked_since(&mut conn, since).await?;
         let mut newest = since;

@@ -18,11 +18,7 @@ impl SecretKey {
     /// Refuses keys shorter than 32 bytes: HS256 with a short key can be brute-forced.
     pub fn new(bytes: Vec<u8>) -> Result<Self, String> {
         if bytes.len() < Self::MIN_LEN {
-            return Err(format!(
-                "must be at least {} bytes long (got {})",
-                Self::MIN_LEN,
-                bytes.len()
-            ));
+            return Err(format!("must be at least {} bytes long (got {})", Self::MIN_LEN, bytes.len()));
         }
         Ok(Self(bytes))
     }
@@ -104,24 +100,19 @@ impl TokenKeys {
             exp: (now + self.lifetime).unix_timestamp(),
             jti: Uuid::now_v7(),
         };
-        let access_token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-                .map_err(|_| AuthError::InvalidToken)?;
-        Ok(IssuedToken {
-            access_token,
-            expires_in: self.lifetime.whole_seconds(),
-            claims,
-        })
+        let access_token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|_| AuthError::InvalidToken)?;
+        Ok(IssuedToken { access_token, expires_in: self.lifetime.whole_seconds(), claims })
     }
 
     /// Checks signature, algorithm and expiry. Revocation is [`crate::Revocations`]' job.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|error| match error.kind() {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|data| data.claims).map_err(
+            |error| match error.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::InvalidToken,
-            })
+            },
+        )
     }
 }
 
@@ -141,20 +132,14 @@ mod tests {
     }
 
     fn keys(secret: &[u8]) -> TokenKeys {
-        TokenKeys::new(
-            &SecretKey::new(secret.to_vec()).unwrap(),
-            Duration::minutes(30),
-        )
+        TokenKeys::new(&SecretKey::new(secret.to_vec()).unwrap(), Duration::minutes(30))
     }
 
     #[test]
     fn short_keys_are_refused() {
         assert!(SecretKey::new(vec![b'k'; 31]).is_err());
         assert!(SecretKey::new(vec![b'k'; 32]).is_ok());
-        assert_eq!(
-            format!("{:?}", SecretKey::random()),
-            "SecretKey([redacted])"
-        );
+        assert_eq!(format!("{:?}", SecretKey::random()), "SecretKey([redacted])");
     }
 
     #[test]
@@ -174,22 +159,11 @@ mod tests {
         let keys_a = keys(&[7; 32]);
         let keys_b = keys(&[8; 32]);
         let user = user();
-        let old = keys_a
-            .issue_at(&user, OffsetDateTime::now_utc() - Duration::hours(1))
-            .unwrap();
-        assert!(matches!(
-            keys_a.verify(&old.access_token),
-            Err(AuthError::Expired)
-        ));
+        let old = keys_a.issue_at(&user, OffsetDateTime::now_utc() - Duration::hours(1)).unwrap();
+        assert!(matches!(keys_a.verify(&old.access_token), Err(AuthError::Expired)));
         let foreign = keys_b.issue(&user).unwrap();
-        assert!(matches!(
-            keys_a.verify(&foreign.access_token),
-            Err(AuthError::InvalidToken)
-        ));
-        assert!(matches!(
-            keys_a.verify("not.a.token"),
-            Err(AuthError::InvalidToken)
-        ));
+        assert!(matches!(keys_a.verify(&foreign.access_token), Err(AuthError::InvalidToken)));
+        assert!(matches!(keys_a.verify("not.a.token"), Err(AuthError::InvalidToken)));
     }
 
     #[test]
@@ -213,15 +187,10 @@ mod tests {
     /// Just enough base64url to forge a token in a test without another dependency.
     mod base64_like {
         pub fn encode(bytes: &[u8]) -> String {
-            const ALPHABET: &[u8; 64] =
-                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
             let mut out = String::new();
             for chunk in bytes.chunks(3) {
-                let b = [
-                    chunk[0],
-                    *chunk.get(1).unwrap_or(&0),
-                    *chunk.get(2).unwrap_or(&0),
-                ];
+                let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
                 let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
                 for i in 0..=chunk.len() {
                     out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);

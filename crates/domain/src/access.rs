@@ -62,12 +62,7 @@ pub enum Denied {
 /// assert_eq!(authorize(ChannelKind::Channel, false, Role::Outsider, Action::Read), Ok(()));
 /// assert_eq!(authorize(ChannelKind::Channel, true, Role::Outsider, Action::Read), Err(Denied::NotFound));
 /// ```
-pub fn authorize(
-    kind: ChannelKind,
-    is_private: bool,
-    role: Role,
-    action: Action,
-) -> Result<(), Denied> {
+pub fn authorize(kind: ChannelKind, is_private: bool, role: Role, action: Action) -> Result<(), Denied> {
     let public = kind == ChannelKind::Channel && !is_private;
 
     // Visibility first: outsiders and banned users of private channels and DMs learn nothing.
@@ -102,9 +97,7 @@ pub fn authorize(
         Action::Invite => match (kind, role) {
             (ChannelKind::Dm, _) => Err(Denied::Forbidden("direct messages have no owner")),
             (_, Role::Owner) if is_private => Ok(()),
-            (_, Role::Owner) => Err(Denied::Forbidden(
-                "public channels are joined, not invited to",
-            )),
+            (_, Role::Owner) => Err(Denied::Forbidden("public channels are joined, not invited to")),
             _ => Err(Denied::Forbidden("only the channel owner may do this")),
         },
         Action::Moderate => match (kind, role) {
@@ -117,11 +110,7 @@ pub fn authorize(
 
 /// The owner can never be banned; anyone else can, by the owner (checked by [`authorize`]).
 pub fn may_ban(target_is_owner: bool) -> Result<(), Denied> {
-    if target_is_owner {
-        Err(Denied::Conflict("the channel owner cannot be banned"))
-    } else {
-        Ok(())
-    }
+    if target_is_owner { Err(Denied::Conflict("the channel owner cannot be banned")) } else { Ok(()) }
 }
 
 #[cfg(test)]
@@ -150,10 +139,7 @@ mod tests {
         assert!(forbidden(authorize(Channel, false, Outsider, Post)));
         assert_eq!(authorize(Channel, false, Outsider, Join), OK);
         for action in [Read, Post, Join, Leave, Invite, Moderate] {
-            assert!(
-                forbidden(authorize(Channel, false, Banned, action)),
-                "{action:?}"
-            );
+            assert!(forbidden(authorize(Channel, false, Banned, action)), "{action:?}");
         }
     }
 
@@ -161,11 +147,7 @@ mod tests {
     fn private_channel_hides_from_outsiders_and_banned() {
         for role in [Outsider, Banned] {
             for action in [Read, Post, Join, Leave, Invite, Moderate] {
-                assert_eq!(
-                    authorize(Channel, true, role, action),
-                    NF,
-                    "{role:?} {action:?}"
-                );
+                assert_eq!(authorize(Channel, true, role, action), NF, "{role:?} {action:?}");
             }
         }
         assert_eq!(authorize(Channel, true, Member, Read), OK);
@@ -199,10 +181,7 @@ mod tests {
             assert_eq!(authorize(Dm, true, role, Read), OK);
             assert_eq!(authorize(Dm, true, role, Post), OK);
             for action in [Join, Leave, Invite, Moderate] {
-                assert!(
-                    forbidden(authorize(Dm, true, role, action)),
-                    "{role:?} {action:?}"
-                );
+                assert!(forbidden(authorize(Dm, true, role, action)), "{role:?} {action:?}");
             }
         }
         assert_eq!(authorize(Dm, true, Outsider, Read), NF);

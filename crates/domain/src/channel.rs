@@ -17,16 +17,10 @@ impl ChannelName {
         let trimmed = raw.trim();
         let len = trimmed.chars().count();
         if !(1..=80).contains(&len) {
-            return Err(DomainError::invalid(
-                "name",
-                "must be 1 to 80 characters long after trimming",
-            ));
+            return Err(DomainError::invalid("name", "must be 1 to 80 characters long after trimming"));
         }
         if trimmed.chars().any(char::is_control) {
-            return Err(DomainError::invalid(
-                "name",
-                "must not contain control characters",
-            ));
+            return Err(DomainError::invalid("name", "must not contain control characters"));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -55,19 +49,10 @@ impl ChannelDescription {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let trimmed = raw.trim();
         if trimmed.chars().count() > 1000 {
-            return Err(DomainError::invalid(
-                "description",
-                "must be at most 1000 characters long",
-            ));
+            return Err(DomainError::invalid("description", "must be at most 1000 characters long"));
         }
-        if trimmed
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
-            return Err(DomainError::invalid(
-                "description",
-                "must not contain control characters",
-            ));
+        if trimmed.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(DomainError::invalid("description", "must not contain control characters"));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -153,10 +138,7 @@ mod tests {
 
     #[test]
     fn dm_names_do_not_depend_on_who_asks() {
-        assert_eq!(
-            ChannelName::for_dm("bob", "alice"),
-            ChannelName::for_dm("alice", "bob")
-        );
+        assert_eq!(ChannelName::for_dm("bob", "alice"), ChannelName::for_dm("alice", "bob"));
     }
 
     #[test]

@@ -65,11 +65,7 @@ impl EventKind {
     pub fn changes_membership(self) -> bool {
         matches!(
             self,
-            Self::MemberJoined
-                | Self::MemberLeft
-                | Self::MemberBanned
-                | Self::MemberUnbanned
-                | Self::ChannelDeleted
+            Self::MemberJoined | Self::MemberLeft | Self::MemberBanned | Self::MemberUnbanned | Self::ChannelDeleted
         )
     }
 }

@@ -24,19 +24,13 @@ pub fn sanitize_filename(raw: &str) -> String {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
     let filtered: String = last
         .chars()
-        .filter(|c| {
-            !c.is_control() && !matches!(c, '"' | '\\' | '/' | ':' | '*' | '?' | '<' | '>' | '|')
-        })
+        .filter(|c| !c.is_control() && !matches!(c, '"' | '\\' | '/' | ':' | '*' | '?' | '<' | '>' | '|'))
         .collect();
     let mut cleaned = filtered.trim().trim_start_matches('.').to_owned();
     while cleaned.len() > 255 {
         cleaned.pop();
     }
-    if cleaned.is_empty() {
-        String::from("file")
-    } else {
-        cleaned
-    }
+    if cleaned.is_empty() { String::from("file") } else { cleaned }
 }
 
 #[cfg(test)]

@@ -86,9 +86,6 @@ mod tests {
     #[test]
     fn ids_serialize_as_plain_uuid_strings() {
         let id = UserId::from_uuid(Uuid::nil());
-        assert_eq!(
-            serde_json::to_string(&id).unwrap(),
-            "\"00000000-0000-0000-0000-000000000000\""
-        );
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"00000000-0000-0000-0000-000000000000\"");
     }
 }

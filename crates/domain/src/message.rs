@@ -25,16 +25,10 @@ impl MessageContent {
             return Err(DomainError::invalid("content", "must not be empty"));
         }
         if trimmed.chars().count() > MAX_CONTENT_CHARS {
-            return Err(DomainError::invalid(
-                "content",
-                "must be at most 4000 characters long",
-            ));
+            return Err(DomainError::invalid("content", "must be at most 4000 characters long"));
         }
         if trimmed.contains('\0') {
-            return Err(DomainError::invalid(
-                "content",
-                "must not contain NUL characters",
-            ));
+            return Err(DomainError::invalid("content", "must not contain NUL characters"));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -56,18 +50,11 @@ pub struct Emoji(String);
 
 impl Emoji {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
-        let invalid = || {
-            DomainError::invalid(
-                "emoji",
-                "must be one emoji or a :short_code: of 1 to 32 [a-z0-9_+-]",
-            )
-        };
+        let invalid = || DomainError::invalid("emoji", "must be one emoji or a :short_code: of 1 to 32 [a-z0-9_+-]");
         if let Some(code) = raw.strip_prefix(':').and_then(|r| r.strip_suffix(':')) {
             let len = code.chars().count();
             if (1..=32).contains(&len)
-                && code.chars().all(|c| {
-                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '+' | '-')
-                })
+                && code.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '+' | '-'))
             {
                 return Ok(Self(raw.to_owned()));
             }
@@ -84,11 +71,7 @@ impl Emoji {
         let emoji_like = !first.is_ascii()
             && !first.is_alphanumeric()
             && !cluster.chars().any(|c| c.is_whitespace() || c.is_control());
-        if keycap || emoji_like {
-            Ok(Self(cluster.to_owned()))
-        } else {
-            Err(invalid())
-        }
+        if keycap || emoji_like { Ok(Self(cluster.to_owned())) } else { Err(invalid()) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -138,16 +121,10 @@ pub struct Message {
 /// channel.
 pub fn check_reply_parent(parent: &Message, channel_id: ChannelId) -> Result<(), DomainError> {
     if parent.channel_id != channel_id {
-        return Err(DomainError::invalid(
-            "parent_id",
-            "must be a message of the same channel",
-        ));
+        return Err(DomainError::invalid("parent_id", "must be a message of the same channel"));
     }
     if parent.parent_id.is_some() {
-        return Err(DomainError::invalid(
-            "parent_id",
-            "replies cannot be replied to: threads are one level deep",
-        ));
+        return Err(DomainError::invalid("parent_id", "replies cannot be replied to: threads are one level deep"));
     }
     if parent.deleted {
         return Err(DomainError::invalid("parent_id", "the message was deleted"));
@@ -161,20 +138,12 @@ mod tests {
 
     #[test]
     fn content_rules() {
-        assert_eq!(
-            MessageContent::parse("  Hello, world!  ", false)
-                .unwrap()
-                .as_str(),
-            "Hello, world!"
-        );
+        assert_eq!(MessageContent::parse("  Hello, world!  ", false).unwrap().as_str(), "Hello, world!");
         assert!(MessageContent::parse("   ", false).is_err());
         assert!(MessageContent::parse("", true).is_ok());
         assert!(MessageContent::parse(&"x".repeat(4000), false).is_ok());
         assert!(MessageContent::parse(&"x".repeat(4001), false).is_err());
-        assert!(
-            MessageContent::parse(&"é".repeat(4000), false).is_ok(),
-            "counts characters, not bytes"
-        );
+        assert!(MessageContent::parse(&"é".repeat(4000), false).is_ok(), "counts characters, not bytes");
         assert!(MessageContent::parse("nul\0byte", false).is_err());
         assert!(MessageContent::parse("'; DROP TABLE messages; --", false).is_ok());
     }

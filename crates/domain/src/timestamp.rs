@@ -11,9 +11,7 @@ const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
 
 /// Formats a timestamp the way every response shows it.
 pub fn format(at: OffsetDateTime) -> String {
-    at.to_offset(UtcOffset::UTC)
-        .format(FORMAT)
-        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00.000Z"))
+    at.to_offset(UtcOffset::UTC).format(FORMAT).unwrap_or_else(|_| String::from("1970-01-01T00:00:00.000Z"))
 }
 
 pub fn serialize<S: Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
@@ -31,19 +29,14 @@ pub mod option {
     use time::OffsetDateTime;
     use time::format_description::well_known::Rfc3339;
 
-    pub fn serialize<S: Serializer>(
-        at: &Option<OffsetDateTime>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(at: &Option<OffsetDateTime>, serializer: S) -> Result<S::Ok, S::Error> {
         match at {
             Some(at) => serializer.serialize_str(&super::format(*at)),
             None => serializer.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<OffsetDateTime>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<OffsetDateTime>, D::Error> {
         Option::<String>::deserialize(deserializer)?
             .map(|raw| OffsetDateTime::parse(&raw, &Rfc3339).map_err(serde::de::Error::custom))
             .transpose()
@@ -56,13 +49,7 @@ mod tests {
 
     #[test]
     fn formats_utc_with_milliseconds_and_z() {
-        assert_eq!(
-            super::format(datetime!(2025-01-09 12:01:00.123456 UTC)),
-            "2025-01-09T12:01:00.123Z"
-        );
-        assert_eq!(
-            super::format(datetime!(2025-01-09 14:01:00 +02:00)),
-            "2025-01-09T12:01:00.000Z"
-        );
+        assert_eq!(super::format(datetime!(2025-01-09 12:01:00.123456 UTC)), "2025-01-09T12:01:00.123Z");
+        assert_eq!(super::format(datetime!(2025-01-09 14:01:00 +02:00)), "2025-01-09T12:01:00.000Z");
     }
 }

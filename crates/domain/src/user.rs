@@ -18,19 +18,10 @@ impl Username {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let len = raw.chars().count();
         if !(3..=32).contains(&len) {
-            return Err(DomainError::invalid(
-                "username",
-                "must be 3 to 32 characters long",
-            ));
+            return Err(DomainError::invalid("username", "must be 3 to 32 characters long"));
         }
-        if !raw
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-        {
-            return Err(DomainError::invalid(
-                "username",
-                "may contain only letters, digits, '_', '.' and '-'",
-            ));
+        if !raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+            return Err(DomainError::invalid("username", "may contain only letters, digits, '_', '.' and '-'"));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -96,16 +87,10 @@ impl Password {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let len = raw.chars().count();
         if !(8..=128).contains(&len) {
-            return Err(DomainError::invalid(
-                "password",
-                "must be 8 to 128 characters long",
-            ));
+            return Err(DomainError::invalid("password", "must be 8 to 128 characters long"));
         }
         if raw.contains('\0') {
-            return Err(DomainError::invalid(
-                "password",
-                "must not contain NUL characters",
-            ));
+            return Err(DomainError::invalid("password", "must not contain NUL characters"));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -131,16 +116,10 @@ impl DisplayName {
         let trimmed = raw.trim();
         let len = trimmed.chars().count();
         if !(1..=64).contains(&len) {
-            return Err(DomainError::invalid(
-                "display_name",
-                "must be 1 to 64 characters long after trimming",
-            ));
+            return Err(DomainError::invalid("display_name", "must be 1 to 64 characters long after trimming"));
         }
         if trimmed.chars().any(char::is_control) {
-            return Err(DomainError::invalid(
-                "display_name",
-                "must not contain control characters",
-            ));
+            return Err(DomainError::invalid("display_name", "must not contain control characters"));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -167,11 +146,7 @@ pub struct User {
 
 impl User {
     pub fn summary(&self) -> UserSummary {
-        UserSummary {
-            id: self.id,
-            username: self.username.clone(),
-            display_name: self.display_name.clone(),
-        }
+        UserSummary { id: self.id, username: self.username.clone(), display_name: self.display_name.clone() }
     }
 }
 

@@ -107,21 +107,12 @@ impl Settings {
     pub fn load() -> Result<Self, ConfigError> {
         let _ = dotenvy::dotenv();
         let settings: Self = Figment::from(Serialized::defaults(Self::default()))
-            .merge(
-                Env::raw()
-                    .only(&Self::VARIABLES)
-                    .map(|key| key.as_str().to_ascii_lowercase().into()),
-            )
+            .merge(Env::raw().only(&Self::VARIABLES).map(|key| key.as_str().to_ascii_lowercase().into()))
             .extract()
             .map_err(|error| {
-                let variable = error
-                    .path
-                    .last()
-                    .map_or_else(|| "environment".to_owned(), |key| key.to_ascii_uppercase());
-                ConfigError {
-                    variable,
-                    message: error.kind.to_string(),
-                }
+                let variable =
+                    error.path.last().map_or_else(|| "environment".to_owned(), |key| key.to_ascii_uppercase());
+                ConfigError { variable, message: error.kind.to_string() }
             })?;
         settings.validate()?;
         Ok(settings)
@@ -153,12 +144,8 @@ impl Settings {
     ];
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |variable: &str, message: &str| {
-            Err(ConfigError {
-                variable: variable.into(),
-                message: message.into(),
-            })
-        };
+        let fail =
+            |variable: &str, message: &str| Err(ConfigError { variable: variable.into(), message: message.into() });
         if let Some(key) = &self.secret_key
             && key.0.len() < auth::SecretKey::MIN_LEN
         {
@@ -182,10 +169,7 @@ impl Settings {
         if let Some(proxies) = &self.trusted_proxies {
             for proxy in proxies.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 if proxy.parse::<std::net::IpAddr>().is_err() {
-                    return fail(
-                        "TRUSTED_PROXIES",
-                        "must be a comma-separated list of IP addresses",
-                    );
+                    return fail("TRUSTED_PROXIES", "must be a comma-separated list of IP addresses");
                 }
             }
         }
@@ -197,20 +181,12 @@ impl Settings {
     }
 
     pub fn trusted_proxies(&self) -> Vec<std::net::IpAddr> {
-        split_list(self.trusted_proxies.as_deref())
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect()
+        split_list(self.trusted_proxies.as_deref()).iter().filter_map(|p| p.parse().ok()).collect()
     }
 }
 
 fn split_list(raw: Option<&str>) -> Vec<String> {
-    raw.unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    raw.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 #[cfg(test)]
@@ -229,24 +205,15 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_variable() {
-        let short_key = Settings {
-            secret_key: Some(Secret("short".into())),
-            ..Settings::default()
-        };
+        let short_key = Settings { secret_key: Some(Secret("short".into())), ..Settings::default() };
         assert_eq!(short_key.validate().unwrap_err().variable, "SECRET_KEY");
-        let cost = Settings {
-            bcrypt_cost: 3,
-            ..Settings::default()
-        };
+        let cost = Settings { bcrypt_cost: 3, ..Settings::default() };
         assert_eq!(cost.validate().unwrap_err().variable, "BCRYPT_COST");
     }
 
     #[test]
     fn secrets_do_not_print() {
-        let settings = Settings {
-            secret_key: Some(Secret("x".repeat(40))),
-            ..Settings::default()
-        };
+        let settings = Settings { secret_key: Some(Secret("x".repeat(40))), ..Settings::default() };
         assert!(!format!("{settings:?}").contains("xxxx"));
     }
 }

@@ -23,16 +23,9 @@ impl<T> Page<T> {
     ) -> Self {
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let next_cursor = if more {
-            rows.last()
-                .map(|r| domain::Cursor::encode(&cursor_of(r)).into_string())
-        } else {
-            None
-        };
-        Self {
-            items: rows.into_iter().map(into).collect(),
-            next_cursor,
-        }
+        let next_cursor =
+            if more { rows.last().map(|r| domain::Cursor::encode(&cursor_of(r)).into_string()) } else { None };
+        Self { items: rows.into_iter().map(into).collect(), next_cursor }
     }
 }
 
@@ -67,10 +60,7 @@ impl UserDto {
     }
 
     pub fn own(user: &User, online: bool) -> Self {
-        Self {
-            email: Some(user.email.as_str().to_owned()),
-            ..Self::public(user, online)
-        }
+        Self { email: Some(user.email.as_str().to_owned()), ..Self::public(user, online) }
     }
 }
 
@@ -213,11 +203,7 @@ impl From<&domain::Message> for MessageDto {
             reactions: message
                 .reactions
                 .iter()
-                .map(|r| ReactionSummaryDto {
-                    emoji: r.emoji.as_str().to_owned(),
-                    count: r.count,
-                    me: r.me,
-                })
+                .map(|r| ReactionSummaryDto { emoji: r.emoji.as_str().to_owned(), count: r.count, me: r.me })
                 .collect(),
         }
     }

@@ -30,10 +30,7 @@ impl AuthUser {
 }
 
 fn unauthorized(detail: &str) -> ApiError {
-    ApiError::Unauthorized {
-        code: "not_authenticated",
-        detail: detail.to_owned(),
-    }
+    ApiError::Unauthorized { code: "not_authenticated", detail: detail.to_owned() }
 }
 
 impl FromRequest for AuthUser {
@@ -46,19 +43,15 @@ impl FromRequest for AuthUser {
 }
 
 fn authenticate_request(req: &HttpRequest) -> Result<AuthUser, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::internal("state missing"))?;
-    let header = req.headers().get(AUTHORIZATION).ok_or_else(|| {
-        unauthorized("Authentication required: send Authorization: Bearer <token>.")
-    })?;
+    let state = req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::internal("state missing"))?;
+    let header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .ok_or_else(|| unauthorized("Authentication required: send Authorization: Bearer <token>."))?;
     let token = header
         .to_str()
         .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| unauthorized("The Authorization header must be: Bearer <token>."))?;
@@ -79,9 +72,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
         let mut payload = payload.take();
         Box::pin(async move {
             if !content_type_ok {
-                return Err(ApiError::UnsupportedMediaType(
-                    "Send the body as application/json.".into(),
-                ));
+                return Err(ApiError::UnsupportedMediaType("Send the body as application/json.".into()));
             }
             let body = read_limited(&mut payload, JSON_LIMIT).await?;
             parse_json(&body).map(JsonBody)
@@ -95,8 +86,7 @@ pub fn is_json(req: &HttpRequest) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<mime::Mime>().ok())
         .is_some_and(|m| {
-            m.type_() == mime::APPLICATION
-                && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
+            m.type_() == mime::APPLICATION && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
         })
 }
 
@@ -108,12 +98,9 @@ where
 {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::BadRequest(format!("The body could not be read: {e}")))?;
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("The body could not be read: {e}")))?;
         if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge(format!(
-                "The body must be at most {limit} bytes."
-            )));
+            return Err(ApiError::PayloadTooLarge(format!("The body must be at most {limit} bytes.")));
         }
         body.extend_from_slice(&chunk);
     }
@@ -131,15 +118,8 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             let field = message
                 .strip_prefix("missing field `")
                 .and_then(|rest| rest.split('`').next())
-                .map_or_else(
-                    || if path == "." { "body".to_owned() } else { path },
-                    str::to_owned,
-                );
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or_default()
-                .to_owned();
+                .map_or_else(|| if path == "." { "body".to_owned() } else { path }, str::to_owned);
+            let message = message.split(" at line ").next().unwrap_or_default().to_owned();
             ApiError::Validation(vec![FieldError { field, message }])
         } else {
             ApiError::BadRequest(format!("The body is not valid JSON: {inner}"))
@@ -149,8 +129,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 /// Query-string errors (a `limit` that is not a number, say) are schema errors: 422.
 pub fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default()
-        .error_handler(|error, _| ApiError::validation("query", error.to_string()).into())
+    web::QueryConfig::default().error_handler(|error, _| ApiError::validation("query", error.to_string()).into())
 }
 
 /// A path segment that does not parse (a malformed id) names nothing that exists: 404.

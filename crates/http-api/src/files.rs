@@ -16,8 +16,7 @@ pub type ByteStream<'a> = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + 'a>>;
 pub trait FileStore: Send + Sync {
     /// Stores the stream under `key`. On any error — including one the stream itself
     /// yields, such as "too large" — nothing is left behind.
-    fn put<'a>(&'a self, key: &'a str, body: ByteStream<'a>)
-    -> LocalBoxFuture<'a, io::Result<u64>>;
+    fn put<'a>(&'a self, key: &'a str, body: ByteStream<'a>) -> LocalBoxFuture<'a, io::Result<u64>>;
     /// Reads `len` bytes from `offset` (the whole object when `len` is `None`).
     fn get<'a>(
         &'a self,
@@ -44,21 +43,14 @@ impl LocalDisk {
     /// Keys are our own ids (UUIDs); anything else is refused rather than joined to a path.
     fn path(&self, key: &str) -> io::Result<PathBuf> {
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "invalid storage key",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "invalid storage key"));
         }
         Ok(self.root.join(&key[..2.min(key.len())]).join(key))
     }
 }
 
 impl FileStore for LocalDisk {
-    fn put<'a>(
-        &'a self,
-        key: &'a str,
-        mut body: ByteStream<'a>,
-    ) -> LocalBoxFuture<'a, io::Result<u64>> {
+    fn put<'a>(&'a self, key: &'a str, mut body: ByteStream<'a>) -> LocalBoxFuture<'a, io::Result<u64>> {
         Box::pin(async move {
             let target = self.path(key)?;
             let temp = self.root.join("tmp").join(format!("{key}.part"));

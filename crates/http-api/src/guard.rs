@@ -14,17 +14,10 @@ pub async fn channel_access(
     caller: UserId,
     action: Action,
 ) -> ApiResult<ChannelAccess> {
-    let access = channels::access(conn, channel_id, caller)
-        .await
-        .map_err(|e| match e {
-            persistence::StoreError::NotFound => ApiError::not_found("channel"),
-            other => other.into(),
-        })?;
-    domain::authorize(
-        access.channel.kind,
-        access.channel.is_private,
-        access.role,
-        action,
-    )?;
+    let access = channels::access(conn, channel_id, caller).await.map_err(|e| match e {
+        persistence::StoreError::NotFound => ApiError::not_found("channel"),
+        other => other.into(),
+    })?;
+    domain::authorize(access.channel.kind, access.channel.is_private, access.role, action)?;
     Ok(access)
 }

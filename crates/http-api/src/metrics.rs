@@ -22,9 +22,7 @@ impl Metrics {
         let handle = HANDLE
             .get_or_init(|| {
                 PrometheusBuilder::new()
-                    .set_buckets(&[
-                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                    ])
+                    .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
                     .ok()
                     .and_then(|builder| builder.install_recorder().ok())
             })
@@ -39,9 +37,6 @@ impl Metrics {
         metrics::gauge!("db_pool_in_use").set(pool.size.saturating_sub(pool.available) as f64);
         metrics::gauge!("db_pool_waiting").set(pool.waiting as f64);
         metrics::gauge!("websocket_connections").set(state.hub.connection_count() as f64);
-        self.handle
-            .as_ref()
-            .map(PrometheusHandle::render)
-            .unwrap_or_default()
+        self.handle.as_ref().map(PrometheusHandle::render).unwrap_or_default()
     }
 }

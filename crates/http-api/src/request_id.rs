@@ -40,9 +40,7 @@ pub async fn middleware(
     let started = Instant::now();
     let id = request_id_of(&req);
     let method = req.method().to_string();
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| String::from("unmatched"));
+    let route = req.match_pattern().unwrap_or_else(|| String::from("unmatched"));
     let result = REQUEST_ID.scope(id.clone(), next.call(req)).await;
     let mut response = match result {
         Ok(response) => jsonify_framework_errors(response.map_into_boxed_body(), &id),
@@ -70,10 +68,7 @@ pub async fn middleware(
 
 /// actix answers unknown routes, wrong methods and some malformed requests with an empty or
 /// plain-text body; API.md says every error is JSON.
-fn jsonify_framework_errors(
-    response: ServiceResponse<BoxBody>,
-    id: &str,
-) -> ServiceResponse<BoxBody> {
+fn jsonify_framework_errors(response: ServiceResponse<BoxBody>, id: &str) -> ServiceResponse<BoxBody> {
     let status = response.status();
     let is_json = response
         .headers()
@@ -85,15 +80,9 @@ fn jsonify_framework_errors(
     }
     let (code, detail) = match status.as_u16() {
         404 => ("not_found", "No such resource."),
-        405 => (
-            "method_not_allowed",
-            "That method is not allowed on this resource.",
-        ),
+        405 => ("method_not_allowed", "That method is not allowed on this resource."),
         413 => ("payload_too_large", "The request body is too large."),
-        415 => (
-            "unsupported_media_type",
-            "The content type is not supported.",
-        ),
+        415 => ("unsupported_media_type", "The content type is not supported."),
         400 => ("bad_request", "The request is malformed."),
         _ if status.is_server_error() => ("internal_error", "An internal error occurred."),
         _ => ("error", "The request failed."),

@@ -5,8 +5,8 @@ use diesel::dsl::{exists, not};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use domain::{
-    Channel, ChannelDescription, ChannelEvent, ChannelId, ChannelKind, ChannelName, ChannelSummary,
-    EventBody, Role, User, UserId, UserSummary,
+    Channel, ChannelDescription, ChannelEvent, ChannelId, ChannelKind, ChannelName, ChannelSummary, EventBody, Role,
+    User, UserId, UserSummary,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -57,11 +57,7 @@ pub struct ChannelAccess {
 }
 
 /// Loads a channel and the user's role in it. `NotFound` when there is no such channel.
-pub async fn access(
-    conn: &mut AsyncPgConnection,
-    channel_id: ChannelId,
-    user: UserId,
-) -> StoreResult<ChannelAccess> {
+pub async fn access(conn: &mut AsyncPgConnection, channel_id: ChannelId, user: UserId) -> StoreResult<ChannelAccess> {
     let (row, is_member, is_banned): (ChannelRow, bool, bool) = channels::table
         .find(channel_id.as_uuid())
         .select((
@@ -81,11 +77,7 @@ pub async fn access(
         .await?;
     let is_owner = row.owner_id == user.as_uuid() && row.kind == ChannelKind::Channel.as_str();
     let last_seq = row.last_seq;
-    Ok(ChannelAccess {
-        channel: row.try_into()?,
-        role: Role::from_facts(is_owner, is_member, is_banned),
-        last_seq,
-    })
+    Ok(ChannelAccess { channel: row.try_into()?, role: Role::from_facts(is_owner, is_member, is_banned), last_seq })
 }
 
 /// The channel's newest event seq.
@@ -94,12 +86,7 @@ pub async fn last_seq(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> St
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> StoreResult<Channel> {
-    channels::table
-        .find(channel_id.as_uuid())
-        .select(ChannelRow::as_select())
-        .first(conn)
-        .await?
-        .try_into()
+    channels::table.find(channel_id.as_uuid()).select(ChannelRow::as_select()).first(conn).await?.try_into()
 }
 
 /// Creates a channel with its creator as owner and first member.
@@ -113,9 +100,7 @@ pub async fn create(
     let row = ChannelRow {
         id: Uuid::now_v7(),
         name: name.as_str().to_owned(),
-        description: description
-            .map(|d| d.as_str().to_owned())
-            .filter(|d| !d.is_empty()),
+        description: description.map(|d| d.as_str().to_owned()).filter(|d| !d.is_empty()),
         owner_id: owner.id.as_uuid(),
         is_private,
         kind: ChannelKind::Channel.as_str().to_owned(),
@@ -125,10 +110,7 @@ pub async fn create(
         created_at: OffsetDateTime::now_utc(),
     };
     conn.transaction::<_, StoreError, _>(async |conn| {
-        diesel::insert_into(channels::table)
-            .values(&row)
-            .execute(conn)
-            .await?;
+        diesel::insert_into(channels::table).values(&row).execute(conn).await?;
         let channel_id = ChannelId::from_uuid(row.id);
         let events = add_members(conn, channel_id, std::slice::from_ref(owner)).await?;
         Ok((find(conn, channel_id).await?, events))
@@ -189,11 +171,7 @@ pub async fn join(
     .await
 }
 
-async fn is_banned(
-    conn: &mut AsyncPgConnection,
-    channel_id: ChannelId,
-    user: UserId,
-) -> StoreResult<bool> {
+async fn is_banned(conn: &mut AsyncPgConnection, channel_id: ChannelId, user: UserId) -> StoreResult<bool> {
     Ok(diesel::select(exists(
         channel_bans::table
             .filter(channel_bans::channel_id.eq(channel_id.as_uuid()))
@@ -227,10 +205,7 @@ async fn remove_member(
         .set(channels::member_count.eq(channels::member_count - 1))
         .execute(conn)
         .await?;
-    Ok((
-        true,
-        events::append(conn, channel_id, last_seq, &[event]).await?,
-    ))
+    Ok((true, events::append(conn, channel_id, last_seq, &[event]).await?))
 }
 
 pub async fn leave(
@@ -240,13 +215,8 @@ pub async fn leave(
 ) -> StoreResult<Vec<ChannelEvent>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let last_seq = events::lock_channel(conn, channel_id).await?;
-        let (_, events) = remove_member(
-            conn,
-            channel_id,
-            last_seq,
-            EventBody::MemberLeft { user: user.clone() },
-        )
-        .await?;
+        let (_, events) =
+            remove_member(conn, channel_id, last_seq, EventBody::MemberLeft { user: user.clone() }).await?;
         Ok(events)
     })
     .await
@@ -269,13 +239,7 @@ pub async fn bans(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> StoreR
         .limit(INLINE_BANS)
         .load(conn)
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(user_id, created_at)| Ban {
-            user_id: UserId::from_uuid(user_id),
-            created_at,
-        })
-        .collect())
+    Ok(rows.into_iter().map(|(user_id, created_at)| Ban { user_id: UserId::from_uuid(user_id), created_at }).collect())
 }
 
 /// Bans a user: records the ban, removes their membership and writes `member_banned`, all
@@ -313,15 +277,8 @@ pub async fn ban(
                     .execute(conn)
                     .await?;
             }
-            events = events::append(
-                conn,
-                channel_id,
-                last_seq,
-                &[EventBody::MemberBanned {
-                    user: target.clone(),
-                }],
-            )
-            .await?;
+            events =
+                events::append(conn, channel_id, last_seq, &[EventBody::MemberBanned { user: target.clone() }]).await?;
         }
         Ok((find(conn, channel_id).await?, events))
     })
@@ -344,15 +301,7 @@ pub async fn unban(
         .execute(conn)
         .await?;
         let events = if removed > 0 {
-            events::append(
-                conn,
-                channel_id,
-                last_seq,
-                &[EventBody::MemberUnbanned {
-                    user: target.clone(),
-                }],
-            )
-            .await?
+            events::append(conn, channel_id, last_seq, &[EventBody::MemberUnbanned { user: target.clone() }]).await?
         } else {
             Vec::new()
         };
@@ -404,10 +353,7 @@ pub async fn members(
 }
 
 /// Ids of every member, for the hub.
-pub async fn member_ids(
-    conn: &mut AsyncPgConnection,
-    channel_id: ChannelId,
-) -> StoreResult<Vec<UserId>> {
+pub async fn member_ids(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> StoreResult<Vec<UserId>> {
     let ids: Vec<Uuid> = memberships::table
         .filter(memberships::channel_id.eq(channel_id.as_uuid()))
         .select(memberships::user_id)
@@ -478,22 +424,14 @@ pub async fn list_mine(
             .count()
             .get_result(conn)
             .await?;
-        summaries.push(ChannelSummary {
-            channel,
-            last_seq,
-            last_read_seq,
-            unread_count,
-        });
+        summaries.push(ChannelSummary { channel, last_seq, last_read_seq, unread_count });
     }
     Ok(summaries)
 }
 
 /// Every channel the user belongs to with its last seq and read marker: the WebSocket
 /// `ready` frame. Bounded by the membership count of one user.
-pub async fn subscriptions(
-    conn: &mut AsyncPgConnection,
-    user: UserId,
-) -> StoreResult<Vec<(ChannelId, i64, i64)>> {
+pub async fn subscriptions(conn: &mut AsyncPgConnection, user: UserId) -> StoreResult<Vec<(ChannelId, i64, i64)>> {
     let rows: Vec<(Uuid, i64, i64)> = memberships::table
         .inner_join(channels::table)
         .filter(memberships::user_id.eq(user.as_uuid()))
@@ -501,10 +439,7 @@ pub async fn subscriptions(
         .order(channels::id.asc())
         .load(conn)
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, last, read)| (ChannelId::from_uuid(id), last, read))
-        .collect())
+    Ok(rows.into_iter().map(|(id, last, read)| (ChannelId::from_uuid(id), last, read)).collect())
 }
 
 pub struct ChannelChanges {
@@ -537,9 +472,7 @@ pub async fn update(
             conn,
             channel_id,
             last_seq,
-            &[EventBody::ChannelUpdated {
-                channel: Box::new(channel.clone()),
-            }],
+            &[EventBody::ChannelUpdated { channel: Box::new(channel.clone()) }],
         )
         .await?;
         Ok((channel, events))
@@ -550,40 +483,22 @@ pub async fn update(
 /// Deletes the channel with its messages, reactions and attachment links. The log keeps
 /// only the `channel_deleted` event, so reconnecting clients learn of it and nothing of the
 /// channel's content outlives it.
-pub async fn delete(
-    conn: &mut AsyncPgConnection,
-    channel_id: ChannelId,
-    by: UserId,
-) -> StoreResult<Vec<ChannelEvent>> {
+pub async fn delete(conn: &mut AsyncPgConnection, channel_id: ChannelId, by: UserId) -> StoreResult<Vec<ChannelEvent>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let last_seq = events::lock_channel(conn, channel_id).await?;
-        diesel::delete(
-            channel_events::table.filter(channel_events::channel_id.eq(channel_id.as_uuid())),
-        )
-        .execute(conn)
-        .await?;
-        let events = events::append(
-            conn,
-            channel_id,
-            last_seq,
-            &[EventBody::ChannelDeleted { deleted_by: by }],
-        )
-        .await?;
-        diesel::delete(channels::table.find(channel_id.as_uuid()))
+        diesel::delete(channel_events::table.filter(channel_events::channel_id.eq(channel_id.as_uuid())))
             .execute(conn)
             .await?;
+        let events =
+            events::append(conn, channel_id, last_seq, &[EventBody::ChannelDeleted { deleted_by: by }]).await?;
+        diesel::delete(channels::table.find(channel_id.as_uuid())).execute(conn).await?;
         Ok(events)
     })
     .await
 }
 
 /// Moves the read marker forward (never back), up to the channel's last seq.
-pub async fn mark_read(
-    conn: &mut AsyncPgConnection,
-    channel_id: ChannelId,
-    user: UserId,
-    seq: i64,
-) -> StoreResult<()> {
+pub async fn mark_read(conn: &mut AsyncPgConnection, channel_id: ChannelId, user: UserId, seq: i64) -> StoreResult<()> {
     diesel::update(
         memberships::table
             .filter(memberships::channel_id.eq(channel_id.as_uuid()))
@@ -609,9 +524,7 @@ pub async fn open_dm(
     conn.transaction::<_, StoreError, _>(async |conn| {
         let row = ChannelRow {
             id: Uuid::now_v7(),
-            name: ChannelName::for_dm(first.username.as_str(), second.username.as_str())
-                .as_str()
-                .to_owned(),
+            name: ChannelName::for_dm(first.username.as_str(), second.username.as_str()).as_str().to_owned(),
             description: None,
             owner_id: a.id.as_uuid(),
             is_private: true,
@@ -627,18 +540,11 @@ pub async fn open_dm(
             .do_nothing()
             .execute(conn)
             .await?;
-        let id: Uuid = channels::table
-            .filter(channels::dm_key.eq(&key))
-            .select(channels::id)
-            .first(conn)
-            .await?;
+        let id: Uuid = channels::table.filter(channels::dm_key.eq(&key)).select(channels::id).first(conn).await?;
         let channel_id = ChannelId::from_uuid(id);
         let events = if inserted == 1 {
-            let members: Vec<UserSummary> = if first.id == second.id {
-                vec![first.clone()]
-            } else {
-                vec![first.clone(), second.clone()]
-            };
+            let members: Vec<UserSummary> =
+                if first.id == second.id { vec![first.clone()] } else { vec![first.clone(), second.clone()] };
             add_members(conn, channel_id, &members).await?
         } else {
             Vec::new()

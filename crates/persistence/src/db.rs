@@ -48,8 +48,7 @@ impl Database {
                     tracing::warn!(attempt, %error, "database not reachable yet");
                     last_error = Some(error);
                     if attempt < attempts {
-                        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt.min(6))))
-                            .await;
+                        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt.min(6)))).await;
                     }
                 }
             }
@@ -71,12 +70,7 @@ impl Database {
     /// Connections in use and callers waiting for one, for `/metrics`.
     pub fn pool_usage(&self) -> PoolUsage {
         let status = self.pool.status();
-        PoolUsage {
-            max_size: status.max_size,
-            size: status.size,
-            available: status.available,
-            waiting: status.waiting,
-        }
+        PoolUsage { max_size: status.max_size, size: status.size, available: status.available, waiting: status.waiting }
     }
 }
 

@@ -24,17 +24,13 @@ impl From<DieselError> for StoreError {
     fn from(error: DieselError) -> Self {
         match error {
             DieselError::NotFound => Self::NotFound,
-            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, ref info) => {
-                match info.constraint_name() {
-                    Some("users_username_key") => Self::Conflict("username_taken"),
-                    Some("users_email_key") => Self::Conflict("email_taken"),
-                    Some("channels_name_key") => Self::Conflict("channel_name_taken"),
-                    _ => Self::Database(error),
-                }
-            }
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
-                Self::Unavailable(error.to_string())
-            }
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, ref info) => match info.constraint_name() {
+                Some("users_username_key") => Self::Conflict("username_taken"),
+                Some("users_email_key") => Self::Conflict("email_taken"),
+                Some("channels_name_key") => Self::Conflict("channel_name_taken"),
+                _ => Self::Database(error),
+            },
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => Self::Unavailable(error.to_string()),
             other => Self::Database(other),
         }
     }

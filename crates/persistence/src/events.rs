@@ -44,12 +44,7 @@ impl TryFrom<EventRow> for ChannelEvent {
 /// Locks the channel row until the transaction ends and returns its last seq.
 /// `NotFound` when the channel does not exist (or was deleted meanwhile).
 pub async fn lock_channel(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> StoreResult<i64> {
-    Ok(channels::table
-        .find(channel_id.as_uuid())
-        .select(channels::last_seq)
-        .for_no_key_update()
-        .first(conn)
-        .await?)
+    Ok(channels::table.find(channel_id.as_uuid()).select(channels::last_seq).for_no_key_update().first(conn).await?)
 }
 
 /// Appends `bodies` with seqs `last_seq + 1 ..` (the caller holds the channel lock and built
@@ -64,11 +59,8 @@ pub async fn append(
         return Ok(Vec::new());
     }
     let now = OffsetDateTime::now_utc();
-    let events: Vec<ChannelEvent> = bodies
-        .iter()
-        .zip(last_seq + 1..)
-        .map(|(body, seq)| ChannelEvent::new(channel_id, seq, body))
-        .collect();
+    let events: Vec<ChannelEvent> =
+        bodies.iter().zip(last_seq + 1..).map(|(body, seq)| ChannelEvent::new(channel_id, seq, body)).collect();
     let rows: Vec<EventRow> = events
         .iter()
         .map(|e| EventRow {
@@ -80,10 +72,7 @@ pub async fn append(
             created_at: now,
         })
         .collect();
-    diesel::insert_into(channel_events::table)
-        .values(&rows)
-        .execute(conn)
-        .await?;
+    diesel::insert_into(channel_events::table).values(&rows).execute(conn).await?;
     let new_last = last_seq + events.len() as i64;
     diesel::update(channels::table.find(channel_id.as_uuid()))
         .set(channels::last_seq.eq(new_last))
@@ -115,10 +104,7 @@ pub async fn range(
 }
 
 /// The oldest seq still kept for a channel, if any.
-pub async fn oldest_seq(
-    conn: &mut AsyncPgConnection,
-    channel_id: ChannelId,
-) -> StoreResult<Option<i64>> {
+pub async fn oldest_seq(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> StoreResult<Option<i64>> {
     Ok(channel_events::table
         .filter(channel_events::channel_id.eq(channel_id.as_uuid()))
         .select(diesel::dsl::min(channel_events::seq))
@@ -127,13 +113,6 @@ pub async fn oldest_seq(
 }
 
 /// Deletes events older than `cutoff` (the retention window).
-pub async fn purge_older_than(
-    conn: &mut AsyncPgConnection,
-    cutoff: OffsetDateTime,
-) -> StoreResult<usize> {
-    Ok(
-        diesel::delete(channel_events::table.filter(channel_events::created_at.lt(cutoff)))
-            .execute(conn)
-            .await?,
-    )
+pub async fn purge_older_than(conn: &mut AsyncPgConnection, cutoff: OffsetDateTime) -> StoreResult<usize> {
+    Ok(diesel::delete(channel_events::table.filter(channel_events::created_at.lt(cutoff))).execute(conn).await?)
 }

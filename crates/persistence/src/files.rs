@@ -53,31 +53,18 @@ pub async fn create(conn: &mut AsyncPgConnection, meta: &FileMeta) -> StoreResul
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: FileId) -> StoreResult<FileMeta> {
-    Ok(files::table
-        .find(id.as_uuid())
-        .select(FileRow::as_select())
-        .first(conn)
-        .await?
-        .into())
+    Ok(files::table.find(id.as_uuid()).select(FileRow::as_select()).first(conn).await?.into())
 }
 
 /// The files among `ids` that exist, keyed by id.
 pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> StoreResult<Vec<FileMeta>> {
-    let rows: Vec<FileRow> = files::table
-        .filter(files::id.eq_any(ids))
-        .select(FileRow::as_select())
-        .load(conn)
-        .await?;
+    let rows: Vec<FileRow> = files::table.filter(files::id.eq_any(ids)).select(FileRow::as_select()).load(conn).await?;
     Ok(rows.into_iter().map(FileMeta::from).collect())
 }
 
 /// The uploader may read a file, and so may every member of a channel where it is attached
 /// to a message. (Members only: a ban removes membership, so banned users lose access.)
-pub async fn can_read(
-    conn: &mut AsyncPgConnection,
-    file: &FileMeta,
-    user: UserId,
-) -> StoreResult<bool> {
+pub async fn can_read(conn: &mut AsyncPgConnection, file: &FileMeta, user: UserId) -> StoreResult<bool> {
     if file.uploader_id == user {
         return Ok(true);
     }
@@ -94,23 +81,16 @@ pub async fn can_read(
 }
 
 pub async fn delete(conn: &mut AsyncPgConnection, id: FileId) -> StoreResult<()> {
-    diesel::delete(files::table.find(id.as_uuid()))
-        .execute(conn)
-        .await?;
+    diesel::delete(files::table.find(id.as_uuid())).execute(conn).await?;
     Ok(())
 }
 
 /// Deletes uploads older than `cutoff` that no message refers to and returns their ids, so
 /// the bytes can be removed too.
-pub async fn purge_orphans(
-    conn: &mut AsyncPgConnection,
-    cutoff: OffsetDateTime,
-) -> StoreResult<Vec<FileId>> {
-    let ids: Vec<Uuid> = diesel::delete(files::table.filter(files::created_at.lt(cutoff)).filter(
-        diesel::dsl::not(exists(
-            message_attachments::table.filter(message_attachments::file_id.eq(files::id)),
-        )),
-    ))
+pub async fn purge_orphans(conn: &mut AsyncPgConnection, cutoff: OffsetDateTime) -> StoreResult<Vec<FileId>> {
+    let ids: Vec<Uuid> = diesel::delete(files::table.filter(files::created_at.lt(cutoff)).filter(diesel::dsl::not(
+        exists(message_attachments::table.filter(message_attachments::file_id.eq(files::id))),
+    )))
     .returning(files::id)
     .get_results(conn)
     .await?;

@@ -16,15 +16,11 @@ pub const LOCAL_PORT: u16 = 54329;
 
 #[derive(Debug, Error)]
 pub enum LocalPgError {
-    #[error(
-        "no PostgreSQL found: install PostgreSQL (e.g. `apt-get install postgresql`) or set DATABASE_URL"
-    )]
+    #[error("no PostgreSQL found: install PostgreSQL (e.g. `apt-get install postgresql`) or set DATABASE_URL")]
     NoBinaries,
     #[error("could not start the local PostgreSQL cluster in {dir}: {reason}")]
     Start { dir: PathBuf, reason: String },
-    #[error(
-        "PostgreSQL at {url} refused the connection: {reason} (set DATABASE_URL to a database you can use)"
-    )]
+    #[error("PostgreSQL at {url} refused the connection: {reason} (set DATABASE_URL to a database you can use)")]
     Connect { url: String, reason: String },
 }
 
@@ -65,31 +61,25 @@ impl LocalServer {
     /// Creates `database` if it does not exist yet.
     pub async fn ensure_database(&self, database: &str) -> Result<(), LocalPgError> {
         let url = self.url_for("postgres");
-        let connect_error = |e: &dyn std::fmt::Display| LocalPgError::Connect {
-            url: url.clone(),
-            reason: e.to_string(),
-        };
-        let mut conn = AsyncPgConnection::establish(&url)
-            .await
-            .map_err(|e| connect_error(&e))?;
+        let connect_error =
+            |e: &dyn std::fmt::Display| LocalPgError::Connect { url: url.clone(), reason: e.to_string() };
+        let mut conn = AsyncPgConnection::establish(&url).await.map_err(|e| connect_error(&e))?;
         #[derive(diesel::QueryableByName)]
         struct Exists {
             #[diesel(sql_type = diesel::sql_types::Bool)]
             exists: bool,
         }
-        let exists: Exists = diesel::sql_query(
-            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists",
-        )
-        .bind::<diesel::sql_types::Text, _>(database)
-        .get_result(&mut conn)
-        .await
-        .map_err(|e| connect_error(&e))?;
+        let exists: Exists =
+            diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+                .bind::<diesel::sql_types::Text, _>(database)
+                .get_result(&mut conn)
+                .await
+                .map_err(|e| connect_error(&e))?;
         if !exists.exists {
             // CREATE DATABASE takes no bind parameters; the name is ours, quoted anyway.
-            let created =
-                diesel::sql_query(format!("CREATE DATABASE \"{}\"", database.replace('"', "")))
-                    .execute(&mut conn)
-                    .await;
+            let created = diesel::sql_query(format!("CREATE DATABASE \"{}\"", database.replace('"', "")))
+                .execute(&mut conn)
+                .await;
             // Another process may have created it in the meantime; that is fine.
             if let Err(error) = created
                 && !error.to_string().contains("already exists")
@@ -104,52 +94,31 @@ impl LocalServer {
 /// Finds a running PostgreSQL on 127.0.0.1:5432 or starts the project-local cluster.
 pub async fn find_or_start(data_dir: &Path) -> Result<LocalServer, LocalPgError> {
     if answers(5432).await {
-        return Ok(LocalServer {
-            base_url: "postgres://postgres@127.0.0.1:5432".into(),
-            started: None,
-        });
+        return Ok(LocalServer { base_url: "postgres://postgres@127.0.0.1:5432".into(), started: None });
     }
     let base_url = format!("postgres://postgres@127.0.0.1:{LOCAL_PORT}");
     if answers(LOCAL_PORT).await {
         // Left running by an earlier run of this project (or started by a sibling process).
-        return Ok(LocalServer {
-            base_url,
-            started: None,
-        });
+        return Ok(LocalServer { base_url, started: None });
     }
     let bin = find_binaries().ok_or(LocalPgError::NoBinaries)?;
     let as_postgres = running_as_root();
     let pg_dir = data_dir.join("postgres");
-    let start_error = |reason: String| LocalPgError::Start {
-        dir: pg_dir.clone(),
-        reason,
-    };
+    let start_error = |reason: String| LocalPgError::Start { dir: pg_dir.clone(), reason };
     std::fs::create_dir_all(data_dir).map_err(|e| start_error(e.to_string()))?;
-    let absolute = std::fs::canonicalize(data_dir)
-        .map_err(|e| start_error(e.to_string()))?
-        .join("postgres");
+    let absolute = std::fs::canonicalize(data_dir).map_err(|e| start_error(e.to_string()))?.join("postgres");
 
     if !absolute.join("PG_VERSION").exists() {
         std::fs::create_dir_all(&absolute).map_err(|e| start_error(e.to_string()))?;
         if as_postgres {
             // initdb refuses to run as root, so the cluster belongs to the postgres user.
             let dir = absolute.display().to_string();
-            run_cmd("chown", &["-R", "postgres:postgres", dir.as_str()])
-                .await
-                .map_err(start_error)?;
+            run_cmd("chown", &["-R", "postgres:postgres", dir.as_str()]).await.map_err(start_error)?;
         }
         let dir = absolute.display().to_string();
         run_pg(
             &bin.join("initdb"),
-            &[
-                "-D",
-                dir.as_str(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--no-instructions",
-            ],
+            &["-D", dir.as_str(), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-instructions"],
             as_postgres,
         )
         .await
@@ -161,18 +130,7 @@ pub async fn find_or_start(data_dir: &Path) -> Result<LocalServer, LocalPgError>
     let options = format!("-p {LOCAL_PORT} -c listen_addresses=127.0.0.1 -k {dir}");
     run_pg(
         &bin.join("pg_ctl"),
-        &[
-            "start",
-            "-D",
-            dir.as_str(),
-            "-l",
-            log.as_str(),
-            "-o",
-            options.as_str(),
-            "-w",
-            "-t",
-            "60",
-        ],
+        &["start", "-D", dir.as_str(), "-l", log.as_str(), "-o", options.as_str(), "-w", "-t", "60"],
         as_postgres,
     )
     .await
@@ -180,23 +138,12 @@ pub async fn find_or_start(data_dir: &Path) -> Result<LocalServer, LocalPgError>
     tracing::info!(dir = %absolute.display(), port = LOCAL_PORT, "started a local PostgreSQL cluster");
     Ok(LocalServer {
         base_url,
-        started: Some(StartedCluster {
-            pg_ctl: bin.join("pg_ctl"),
-            data_dir: absolute,
-            as_postgres,
-        }),
+        started: Some(StartedCluster { pg_ctl: bin.join("pg_ctl"), data_dir: absolute, as_postgres }),
     })
 }
 
 async fn answers(port: u16) -> bool {
-    matches!(
-        tokio::time::timeout(
-            Duration::from_secs(1),
-            TcpStream::connect(("127.0.0.1", port))
-        )
-        .await,
-        Ok(Ok(_))
-    )
+    matches!(tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(("127.0.0.1", port))).await, Ok(Ok(_)))
 }
 
 /// The directory holding `initdb` and `pg_ctl`: on `PATH`, else the newest
@@ -249,10 +196,6 @@ async fn run_cmd(program: &str, args: &[&str]) -> Result<String, String> {
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
-        Err(format!(
-            "{program} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
+        Err(format!("{program} failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim()))
     }
 }

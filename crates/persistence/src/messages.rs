@@ -7,8 +7,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use domain::{
-    ChannelEvent, ChannelId, Emoji, EventBody, FileMeta, Message, MessageContent, MessageId,
-    ReactionDetail, ReactionSummary, UserId, UserSummary,
+    ChannelEvent, ChannelId, Emoji, EventBody, FileMeta, Message, MessageContent, MessageId, ReactionDetail,
+    ReactionSummary, UserId, UserSummary,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -47,20 +47,15 @@ pub(crate) async fn hydrate(
     let mut author_ids: Vec<Uuid> = rows.iter().map(|r| r.user_id).collect();
     author_ids.sort_unstable();
     author_ids.dedup();
-    let authors: HashMap<UserId, UserSummary> = users::summaries(conn, &author_ids)
-        .await?
-        .into_iter()
-        .map(|u| (u.id, u))
-        .collect();
+    let authors: HashMap<UserId, UserSummary> =
+        users::summaries(conn, &author_ids).await?.into_iter().map(|u| (u.id, u)).collect();
     let mut attachments = attachments_of(conn, &ids).await?;
     let mut reactions = reaction_summaries(conn, &ids, viewer).await?;
     rows.into_iter()
         .map(|row| {
             let user_id = UserId::from_uuid(row.user_id);
-            let user = authors
-                .get(&user_id)
-                .cloned()
-                .ok_or_else(|| StoreError::Corrupt("message author missing".into()))?;
+            let user =
+                authors.get(&user_id).cloned().ok_or_else(|| StoreError::Corrupt("message author missing".into()))?;
             Ok(Message {
                 id: MessageId::from_uuid(row.id),
                 content: row.content,
@@ -80,17 +75,11 @@ pub(crate) async fn hydrate(
         .collect()
 }
 
-async fn attachments_of(
-    conn: &mut AsyncPgConnection,
-    ids: &[Uuid],
-) -> StoreResult<HashMap<Uuid, Vec<FileMeta>>> {
+async fn attachments_of(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, Vec<FileMeta>>> {
     let rows: Vec<(Uuid, FileRow)> = message_attachments::table
         .inner_join(files::table)
         .filter(message_attachments::message_id.eq_any(ids))
-        .order((
-            message_attachments::message_id,
-            message_attachments::position,
-        ))
+        .order((message_attachments::message_id, message_attachments::position))
         .select((message_attachments::message_id, FileRow::as_select()))
         .load(conn)
         .await?;
@@ -129,46 +118,27 @@ async fn reaction_summaries(
     .await?;
     let mut map: HashMap<Uuid, Vec<ReactionSummary>> = HashMap::new();
     for group in groups {
-        map.entry(group.message_id)
-            .or_default()
-            .push(ReactionSummary {
-                emoji: Emoji::parse(&group.emoji)?,
-                count: group.count,
-                me: group.me,
-            });
+        map.entry(group.message_id).or_default().push(ReactionSummary {
+            emoji: Emoji::parse(&group.emoji)?,
+            count: group.count,
+            me: group.me,
+        });
     }
     Ok(map)
 }
 
 pub(crate) async fn row(conn: &mut AsyncPgConnection, id: MessageId) -> StoreResult<MessageRow> {
-    Ok(messages::table
-        .find(id.as_uuid())
-        .select(MessageRow::as_select())
-        .first(conn)
-        .await?)
+    Ok(messages::table.find(id.as_uuid()).select(MessageRow::as_select()).first(conn).await?)
 }
 
 /// The channel a message belongs to, for the access check.
 pub async fn channel_of(conn: &mut AsyncPgConnection, id: MessageId) -> StoreResult<ChannelId> {
-    Ok(ChannelId::from_uuid(
-        messages::table
-            .find(id.as_uuid())
-            .select(messages::channel_id)
-            .first(conn)
-            .await?,
-    ))
+    Ok(ChannelId::from_uuid(messages::table.find(id.as_uuid()).select(messages::channel_id).first(conn).await?))
 }
 
-pub async fn get(
-    conn: &mut AsyncPgConnection,
-    id: MessageId,
-    viewer: UserId,
-) -> StoreResult<Message> {
+pub async fn get(conn: &mut AsyncPgConnection, id: MessageId, viewer: UserId) -> StoreResult<Message> {
     let row = row(conn, id).await?;
-    hydrate(conn, vec![row], Some(viewer))
-        .await?
-        .pop()
-        .ok_or(StoreError::NotFound)
+    hydrate(conn, vec![row], Some(viewer)).await?.pop().ok_or(StoreError::NotFound)
 }
 
 /// Which way a history page reads.
@@ -198,23 +168,15 @@ pub async fn history(
         .into_boxed();
     let query = match page {
         HistoryPage::Latest => query.order(messages::seq.desc()),
-        HistoryPage::Before(seq) => query
-            .filter(messages::seq.lt(seq))
-            .order(messages::seq.desc()),
-        HistoryPage::After(seq) => query
-            .filter(messages::seq.gt(seq))
-            .order(messages::seq.asc()),
+        HistoryPage::Before(seq) => query.filter(messages::seq.lt(seq)).order(messages::seq.desc()),
+        HistoryPage::After(seq) => query.filter(messages::seq.gt(seq)).order(messages::seq.asc()),
     };
     let rows = query.load(conn).await?;
     hydrate(conn, rows, Some(viewer)).await
 }
 
 /// The seq of a message in `channel_id`, for cursors given as message ids.
-pub async fn seq_in_channel(
-    conn: &mut AsyncPgConnection,
-    channel_id: ChannelId,
-    id: MessageId,
-) -> StoreResult<i64> {
+pub async fn seq_in_channel(conn: &mut AsyncPgConnection, channel_id: ChannelId, id: MessageId) -> StoreResult<i64> {
     Ok(messages::table
         .find(id.as_uuid())
         .filter(messages::channel_id.eq(channel_id.as_uuid()))
@@ -252,29 +214,17 @@ pub async fn edit(
     conn.transaction::<_, StoreError, _>(async |conn| {
         let channel_id = channel_of(conn, id).await?;
         let last_seq = events::lock_channel(conn, channel_id).await?;
-        let updated = diesel::update(
-            messages::table
-                .find(id.as_uuid())
-                .filter(messages::deleted.eq(false)),
-        )
-        .set((
-            messages::content.eq(content.as_str()),
-            messages::edited_at.eq(OffsetDateTime::now_utc()),
-        ))
-        .returning(MessageRow::as_returning())
-        .get_result(conn)
-        .await?;
-        let message = hydrate(conn, vec![updated], None)
-            .await?
-            .pop()
-            .ok_or(StoreError::NotFound)?;
+        let updated = diesel::update(messages::table.find(id.as_uuid()).filter(messages::deleted.eq(false)))
+            .set((messages::content.eq(content.as_str()), messages::edited_at.eq(OffsetDateTime::now_utc())))
+            .returning(MessageRow::as_returning())
+            .get_result(conn)
+            .await?;
+        let message = hydrate(conn, vec![updated], None).await?.pop().ok_or(StoreError::NotFound)?;
         let events = events::append(
             conn,
             channel_id,
             last_seq,
-            &[EventBody::MessageUpdated {
-                message: Box::new(message.clone()),
-            }],
+            &[EventBody::MessageUpdated { message: Box::new(message.clone()) }],
         )
         .await?;
         Ok((message, events))
@@ -288,35 +238,25 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: MessageId) -> StoreResult<
     conn.transaction::<_, StoreError, _>(async |conn| {
         let channel_id = channel_of(conn, id).await?;
         let last_seq = events::lock_channel(conn, channel_id).await?;
-        let deleted: Option<Option<Uuid>> = diesel::update(
-            messages::table
-                .find(id.as_uuid())
-                .filter(messages::deleted.eq(false)),
-        )
-        .set((messages::content.eq(""), messages::deleted.eq(true)))
-        .returning(messages::parent_id)
-        .get_result(conn)
-        .await
-        .optional()?;
+        let deleted: Option<Option<Uuid>> =
+            diesel::update(messages::table.find(id.as_uuid()).filter(messages::deleted.eq(false)))
+                .set((messages::content.eq(""), messages::deleted.eq(true)))
+                .returning(messages::parent_id)
+                .get_result(conn)
+                .await
+                .optional()?;
         let Some(parent_id) = deleted else {
             return Ok(Vec::new());
         };
-        diesel::delete(
-            message_attachments::table.filter(message_attachments::message_id.eq(id.as_uuid())),
-        )
-        .execute(conn)
-        .await?;
-        diesel::delete(reactions::table.filter(reactions::message_id.eq(id.as_uuid())))
+        diesel::delete(message_attachments::table.filter(message_attachments::message_id.eq(id.as_uuid())))
             .execute(conn)
             .await?;
+        diesel::delete(reactions::table.filter(reactions::message_id.eq(id.as_uuid()))).execute(conn).await?;
         events::append(
             conn,
             channel_id,
             last_seq,
-            &[EventBody::MessageDeleted {
-                message_id: id,
-                parent_id: parent_id.map(MessageId::from_uuid),
-            }],
+            &[EventBody::MessageDeleted { message_id: id, parent_id: parent_id.map(MessageId::from_uuid) }],
         )
         .await
     })
@@ -325,11 +265,8 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: MessageId) -> StoreResult<
 
 /// The author of a message and whether it is deleted.
 pub async fn author(conn: &mut AsyncPgConnection, id: MessageId) -> StoreResult<(UserId, bool)> {
-    let (user, deleted): (Uuid, bool) = messages::table
-        .find(id.as_uuid())
-        .select((messages::user_id, messages::deleted))
-        .first(conn)
-        .await?;
+    let (user, deleted): (Uuid, bool) =
+        messages::table.find(id.as_uuid()).select((messages::user_id, messages::deleted)).first(conn).await?;
     Ok((UserId::from_uuid(user), deleted))
 }
 
@@ -363,11 +300,7 @@ pub async fn react(
             conn,
             channel_id,
             last_seq,
-            &[EventBody::ReactionAdded {
-                message_id: id,
-                emoji: emoji.clone(),
-                user: user.clone(),
-            }],
+            &[EventBody::ReactionAdded { message_id: id, emoji: emoji.clone(), user: user.clone() }],
         )
         .await
     })
@@ -399,11 +332,7 @@ pub async fn unreact(
             conn,
             channel_id,
             last_seq,
-            &[EventBody::ReactionRemoved {
-                message_id: id,
-                emoji: emoji.clone(),
-                user: user.clone(),
-            }],
+            &[EventBody::ReactionRemoved { message_id: id, emoji: emoji.clone(), user: user.clone() }],
         )
         .await
     })
@@ -444,14 +373,7 @@ pub async fn reaction_details(
     .await?;
     groups
         .into_iter()
-        .map(|g| {
-            Ok(ReactionDetail {
-                emoji: Emoji::parse(&g.emoji)?,
-                count: g.count,
-                users: g.users,
-                me: g.me,
-            })
-        })
+        .map(|g| Ok(ReactionDetail { emoji: Emoji::parse(&g.emoji)?, count: g.count, users: g.users, me: g.me }))
         .collect()
 }
 
@@ -494,12 +416,7 @@ pub async fn search(
     .load(conn)
     .await?;
     let ranks: Vec<f32> = hits.iter().map(|h| h.rank).collect();
-    let messages = hydrate(
-        conn,
-        hits.into_iter().map(|h| h.message).collect(),
-        Some(user),
-    )
-    .await?;
+    let messages = hydrate(conn, hits.into_iter().map(|h| h.message).collect(), Some(user)).await?;
     Ok(messages.into_iter().zip(ranks).collect())
 }
 

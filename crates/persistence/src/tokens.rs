@@ -8,16 +8,9 @@ use uuid::Uuid;
 use crate::error::StoreResult;
 use crate::schema::revoked_tokens;
 
-pub async fn revoke(
-    conn: &mut AsyncPgConnection,
-    jti: Uuid,
-    expires_at: OffsetDateTime,
-) -> StoreResult<()> {
+pub async fn revoke(conn: &mut AsyncPgConnection, jti: Uuid, expires_at: OffsetDateTime) -> StoreResult<()> {
     diesel::insert_into(revoked_tokens::table)
-        .values((
-            revoked_tokens::jti.eq(jti),
-            revoked_tokens::expires_at.eq(expires_at),
-        ))
+        .values((revoked_tokens::jti.eq(jti), revoked_tokens::expires_at.eq(expires_at)))
         .on_conflict_do_nothing()
         .execute(conn)
         .await?;
@@ -33,20 +26,14 @@ pub async fn revoked_since(
     Ok(revoked_tokens::table
         .filter(revoked_tokens::revoked_at.ge(since))
         .filter(revoked_tokens::expires_at.gt(OffsetDateTime::now_utc()))
-        .select((
-            revoked_tokens::jti,
-            revoked_tokens::expires_at,
-            revoked_tokens::revoked_at,
-        ))
+        .select((revoked_tokens::jti, revoked_tokens::expires_at, revoked_tokens::revoked_at))
         .load(conn)
         .await?)
 }
 
 /// Drops entries for tokens that have expired anyway.
 pub async fn purge_expired(conn: &mut AsyncPgConnection) -> StoreResult<usize> {
-    Ok(diesel::delete(
-        revoked_tokens::table.filter(revoked_tokens::expires_at.lt(OffsetDateTime::now_utc())),
-    )
-    .execute(conn)
-    .await?)
+    Ok(diesel::delete(revoked_tokens::table.filter(revoked_tokens::expires_at.lt(OffsetDateTime::now_utc())))
+        .execute(conn)
+        .await?)
 }

@@ -71,21 +71,13 @@ pub async fn create(conn: &mut AsyncPgConnection, new: NewUser<'_>) -> StoreResu
         password_hash: new.password_hash.to_owned(),
         created_at: OffsetDateTime::now_utc(),
     };
-    let row: UserRow = diesel::insert_into(users::table)
-        .values(&row)
-        .returning(UserRow::as_returning())
-        .get_result(conn)
-        .await?;
+    let row: UserRow =
+        diesel::insert_into(users::table).values(&row).returning(UserRow::as_returning()).get_result(conn).await?;
     row.try_into()
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: UserId) -> StoreResult<User> {
-    users::table
-        .find(id.as_uuid())
-        .select(UserRow::as_select())
-        .first(conn)
-        .await?
-        .try_into()
+    users::table.find(id.as_uuid()).select(UserRow::as_select()).first(conn).await?.try_into()
 }
 
 /// Case-insensitive lookup, as usernames are unique case-insensitively.
@@ -102,10 +94,7 @@ pub async fn find_by_username(conn: &mut AsyncPgConnection, username: &str) -> S
 }
 
 /// The account and its password hash, for login.
-pub async fn credentials(
-    conn: &mut AsyncPgConnection,
-    username: &str,
-) -> StoreResult<Option<(User, String)>> {
+pub async fn credentials(conn: &mut AsyncPgConnection, username: &str) -> StoreResult<Option<(User, String)>> {
     let row: Option<UserRow> = users::table
         .filter(
             diesel::dsl::sql::<diesel::sql_types::Bool>("lower(username) = ")
@@ -123,11 +112,7 @@ pub async fn credentials(
 }
 
 pub async fn password_hash(conn: &mut AsyncPgConnection, id: UserId) -> StoreResult<String> {
-    Ok(users::table
-        .find(id.as_uuid())
-        .select(users::password_hash)
-        .first(conn)
-        .await?)
+    Ok(users::table.find(id.as_uuid()).select(users::password_hash).first(conn).await?)
 }
 
 /// Lists users ordered by lowercase username, optionally only those whose username or
@@ -155,11 +140,7 @@ pub async fn list(
     if let Some(after) = after {
         query = query.filter(sql::<Bool>("lower(username) > ").bind::<Text, _>(after.to_owned()));
     }
-    let rows: Vec<UserRow> = query
-        .order(sql::<Text>("lower(username)"))
-        .limit(limit)
-        .load(conn)
-        .await?;
+    let rows: Vec<UserRow> = query.order(sql::<Text>("lower(username)")).limit(limit).load(conn).await?;
     rows.into_iter().map(User::try_from).collect()
 }
 
@@ -172,13 +153,8 @@ pub struct UserChanges {
     pub password_hash: Option<String>,
 }
 
-pub async fn update(
-    conn: &mut AsyncPgConnection,
-    id: UserId,
-    changes: UserChanges,
-) -> StoreResult<User> {
-    if changes.display_name.is_none() && changes.email.is_none() && changes.password_hash.is_none()
-    {
+pub async fn update(conn: &mut AsyncPgConnection, id: UserId, changes: UserChanges) -> StoreResult<User> {
+    if changes.display_name.is_none() && changes.email.is_none() && changes.password_hash.is_none() {
         return find(conn, id).await;
     }
     diesel::update(users::table.find(id.as_uuid()))
@@ -189,30 +165,17 @@ pub async fn update(
         .try_into()
 }
 
-pub async fn summaries(
-    conn: &mut AsyncPgConnection,
-    ids: &[Uuid],
-) -> StoreResult<Vec<UserSummary>> {
-    let rows: Vec<SummaryRow> = users::table
-        .filter(users::id.eq_any(ids))
-        .select(SummaryRow::as_select())
-        .load(conn)
-        .await?;
+pub async fn summaries(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> StoreResult<Vec<UserSummary>> {
+    let rows: Vec<SummaryRow> =
+        users::table.filter(users::id.eq_any(ids)).select(SummaryRow::as_select()).load(conn).await?;
     rows.into_iter().map(UserSummary::try_from).collect()
 }
 
 pub async fn summary(conn: &mut AsyncPgConnection, id: UserId) -> StoreResult<UserSummary> {
-    users::table
-        .find(id.as_uuid())
-        .select(SummaryRow::as_select())
-        .first(conn)
-        .await?
-        .try_into()
+    users::table.find(id.as_uuid()).select(SummaryRow::as_select()).first(conn).await?.try_into()
 }
 
 /// LIKE treats `%` and `_` as wildcards; a search for them must match them literally.
 pub(crate) fn escape_like(raw: &str) -> String {
-    raw.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
+    raw.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }

@@ -13,10 +13,7 @@ use std::sync::Arc;
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
-use domain::{
-    ChannelEvent, ChannelId, EventBody, EventSink, FileId, Message, MessageContent, MessageId,
-    UserId,
-};
+use domain::{ChannelEvent, ChannelId, EventBody, EventSink, FileId, Message, MessageContent, MessageId, UserId};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -25,9 +22,7 @@ use crate::db::Database;
 use crate::error::{StoreError, StoreResult};
 use crate::events;
 use crate::messages::{self, MessageRow};
-use crate::schema::{
-    files, memberships, message_attachments, message_nonces, messages as messages_table,
-};
+use crate::schema::{files, memberships, message_attachments, message_nonces, messages as messages_table};
 
 /// At most this many jobs go into one transaction.
 const MAX_BATCH: usize = 256;
@@ -68,28 +63,15 @@ impl NewMessage {
         }
         let mut seen = HashSet::new();
         if !attachment_ids.iter().all(|id| seen.insert(*id)) {
-            return Err(domain::DomainError::invalid(
-                "attachment_ids",
-                "must not repeat a file",
-            ));
+            return Err(domain::DomainError::invalid("attachment_ids", "must not repeat a file"));
         }
         if let Some(nonce) = &nonce
             && (nonce.is_empty() || nonce.chars().count() > MAX_NONCE_LEN || nonce.contains('\0'))
         {
-            return Err(domain::DomainError::invalid(
-                "nonce",
-                format!("must be 1 to {MAX_NONCE_LEN} characters"),
-            ));
+            return Err(domain::DomainError::invalid("nonce", format!("must be 1 to {MAX_NONCE_LEN} characters")));
         }
         let content = MessageContent::parse(content, !attachment_ids.is_empty())?;
-        Ok(Self {
-            channel_id,
-            author,
-            content,
-            parent_id,
-            attachment_ids,
-            nonce,
-        })
+        Ok(Self { channel_id, author, content, parent_id, attachment_ids, nonce })
     }
 }
 
@@ -109,10 +91,7 @@ pub enum PostError {
     #[error("the channel does not exist")]
     ChannelGone,
     #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the writer is shutting down")]
@@ -144,10 +123,7 @@ impl MessageWriter {
                 tx
             })
             .collect();
-        Self {
-            shards: shards.into(),
-            hasher: std::collections::hash_map::RandomState::new(),
-        }
+        Self { shards: shards.into(), hasher: std::collections::hash_map::RandomState::new() }
     }
 
     pub async fn post(&self, message: NewMessage) -> Result<Posted, PostError> {
@@ -155,10 +131,7 @@ impl MessageWriter {
         message.channel_id.hash(&mut hasher);
         let shard = &self.shards[(hasher.finish() % self.shards.len() as u64) as usize];
         let (reply, answer) = oneshot::channel();
-        shard
-            .send(Job { message, reply })
-            .await
-            .map_err(|_| PostError::Closed)?;
+        shard.send(Job { message, reply }).await.map_err(|_| PostError::Closed)?;
         answer.await.map_err(|_| PostError::Closed)?
     }
 }
@@ -174,10 +147,7 @@ async fn run_shard(db: Database, sink: Arc<dyn EventSink>, mut rx: mpsc::Receive
         }
         let mut by_channel: HashMap<ChannelId, Vec<Job>> = HashMap::new();
         for job in jobs {
-            by_channel
-                .entry(job.message.channel_id)
-                .or_default()
-                .push(job);
+            by_channel.entry(job.message.channel_id).or_default().push(job);
         }
         for (channel_id, jobs) in by_channel {
             commit_batch(&db, sink.as_ref(), channel_id, jobs).await;
@@ -186,15 +156,11 @@ async fn run_shard(db: Database, sink: Arc<dyn EventSink>, mut rx: mpsc::Receive
 }
 
 async fn commit_batch(db: &Database, sink: &dyn EventSink, channel_id: ChannelId, jobs: Vec<Job>) {
-    let (requests, replies): (Vec<NewMessage>, Vec<Reply>) =
-        jobs.into_iter().map(|j| (j.message, j.reply)).unzip();
+    let (requests, replies): (Vec<NewMessage>, Vec<Reply>) = jobs.into_iter().map(|j| (j.message, j.reply)).unzip();
     metrics::histogram!("message_batch_size").record(requests.len() as f64);
     let outcome = match db.get().await {
         Ok(mut conn) => {
-            conn.transaction::<_, StoreError, _>(async |conn| {
-                write_batch(conn, channel_id, &requests).await
-            })
-            .await
+            conn.transaction::<_, StoreError, _>(async |conn| write_batch(conn, channel_id, &requests).await).await
         }
         Err(error) => Err(error),
     };
@@ -232,12 +198,7 @@ async fn write_batch(
     let channel = channel_id.as_uuid();
 
     // Membership under the lock: a ban committed before this point wins.
-    let authors: Vec<Uuid> = requests
-        .iter()
-        .map(|r| r.author.as_uuid())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
+    let authors: Vec<Uuid> = requests.iter().map(|r| r.author.as_uuid()).collect::<HashSet<_>>().into_iter().collect();
     let members: HashSet<Uuid> = memberships::table
         .filter(memberships::channel_id.eq(channel))
         .filter(memberships::user_id.eq_any(&authors))
@@ -258,11 +219,7 @@ async fn write_batch(
             .filter(message_nonces::user_id.eq_any(&authors))
             .filter(message_nonces::nonce.eq_any(&nonces))
             .filter(message_nonces::created_at.gt(cutoff))
-            .select((
-                message_nonces::user_id,
-                message_nonces::nonce,
-                message_nonces::message_id,
-            ))
+            .select((message_nonces::user_id, message_nonces::nonce, message_nonces::message_id))
             .load::<(Uuid, String, Uuid)>(conn)
             .await?
             .into_iter()
@@ -271,10 +228,7 @@ async fn write_batch(
     };
 
     // Parents: top-level, live, same channel.
-    let parent_ids: Vec<Uuid> = requests
-        .iter()
-        .filter_map(|r| r.parent_id.map(|p| p.as_uuid()))
-        .collect();
+    let parent_ids: Vec<Uuid> = requests.iter().filter_map(|r| r.parent_id.map(|p| p.as_uuid())).collect();
     let parents: HashMap<Uuid, (Uuid, Option<Uuid>, bool)> = if parent_ids.is_empty() {
         HashMap::new()
     } else {
@@ -294,10 +248,7 @@ async fn write_batch(
     };
 
     // Attachments: files the author uploaded.
-    let file_ids: Vec<Uuid> = requests
-        .iter()
-        .flat_map(|r| r.attachment_ids.iter().map(|f| f.as_uuid()))
-        .collect();
+    let file_ids: Vec<Uuid> = requests.iter().flat_map(|r| r.attachment_ids.iter().map(|f| f.as_uuid())).collect();
     let uploaders: HashMap<Uuid, Uuid> = if file_ids.is_empty() {
         HashMap::new()
     } else {
@@ -342,25 +293,16 @@ async fn write_batch(
                 Some((parent_channel, _, _)) if *parent_channel != channel => {
                     Some("must be a message of the same channel")
                 }
-                Some((_, Some(_), _)) => {
-                    Some("replies cannot be replied to: threads are one level deep")
-                }
+                Some((_, Some(_), _)) => Some("replies cannot be replied to: threads are one level deep"),
                 Some((_, None, true)) => Some("the message was deleted"),
                 Some(_) => None,
             };
             if let Some(message) = refusal {
-                plans.push(Plan::Refused(PostError::Invalid {
-                    field: "parent_id",
-                    message: message.into(),
-                }));
+                plans.push(Plan::Refused(PostError::Invalid { field: "parent_id", message: message.into() }));
                 continue;
             }
         }
-        if let Some(bad) = request
-            .attachment_ids
-            .iter()
-            .find(|f| uploaders.get(&f.as_uuid()) != Some(&author))
-        {
+        if let Some(bad) = request.attachment_ids.iter().find(|f| uploaders.get(&f.as_uuid()) != Some(&author)) {
             plans.push(Plan::Refused(PostError::Invalid {
                 field: "attachment_ids",
                 message: format!("{bad} is not a file you uploaded"),
@@ -389,10 +331,7 @@ async fn write_batch(
     let mut created: Vec<Message> = Vec::new();
     let mut events_out = Vec::new();
     if !rows.is_empty() {
-        diesel::insert_into(messages_table::table)
-            .values(&rows)
-            .execute(conn)
-            .await?;
+        diesel::insert_into(messages_table::table).values(&rows).execute(conn).await?;
         let links: Vec<_> = requests
             .iter()
             .zip(&plans)
@@ -401,17 +340,13 @@ async fn write_batch(
                 _ => None,
             })
             .flat_map(|(message_id, request)| {
-                request
-                    .attachment_ids
-                    .iter()
-                    .enumerate()
-                    .map(move |(position, file)| {
-                        (
-                            message_attachments::message_id.eq(message_id),
-                            message_attachments::file_id.eq(file.as_uuid()),
-                            message_attachments::position.eq(position as i32),
-                        )
-                    })
+                request.attachment_ids.iter().enumerate().map(move |(position, file)| {
+                    (
+                        message_attachments::message_id.eq(message_id),
+                        message_attachments::file_id.eq(file.as_uuid()),
+                        message_attachments::position.eq(position as i32),
+                    )
+                })
             })
             .collect();
         if !links.is_empty() {
@@ -438,17 +373,11 @@ async fn write_batch(
             // the nonce may be used again.
             diesel::insert_into(message_nonces::table)
                 .values(&nonce_rows)
-                .on_conflict((
-                    message_nonces::channel_id,
-                    message_nonces::user_id,
-                    message_nonces::nonce,
-                ))
+                .on_conflict((message_nonces::channel_id, message_nonces::user_id, message_nonces::nonce))
                 .do_update()
                 .set((
-                    message_nonces::message_id
-                        .eq(diesel::upsert::excluded(message_nonces::message_id)),
-                    message_nonces::created_at
-                        .eq(diesel::upsert::excluded(message_nonces::created_at)),
+                    message_nonces::message_id.eq(diesel::upsert::excluded(message_nonces::message_id)),
+                    message_nonces::created_at.eq(diesel::upsert::excluded(message_nonces::created_at)),
                 ))
                 .execute(conn)
                 .await?;
@@ -466,10 +395,7 @@ async fn write_batch(
                 .await?;
         }
         created = messages::hydrate(conn, rows.clone(), None).await?;
-        let bodies: Vec<EventBody> = created
-            .iter()
-            .map(|m| EventBody::Message(Box::new(m.clone())))
-            .collect();
+        let bodies: Vec<EventBody> = created.iter().map(|m| EventBody::Message(Box::new(m.clone()))).collect();
         events_out = events::append(conn, channel_id, last_seq, &bodies).await?;
     }
 
@@ -488,11 +414,7 @@ async fn write_batch(
             .select(MessageRow::as_select())
             .load(conn)
             .await?;
-        messages::hydrate(conn, found, None)
-            .await?
-            .into_iter()
-            .map(|m| (m.id.as_uuid(), m))
-            .collect()
+        messages::hydrate(conn, found, None).await?.into_iter().map(|m| (m.id.as_uuid(), m)).collect()
     };
     let by_id: HashMap<Uuid, &Message> = created.iter().map(|m| (m.id.as_uuid(), m)).collect();
     let results = plans
@@ -500,19 +422,13 @@ async fn write_batch(
         .map(|plan| match plan {
             Plan::Insert(index) => by_id
                 .get(&rows[index].id)
-                .map(|m| Posted {
-                    message: (*m).clone(),
-                    created: true,
-                })
+                .map(|m| Posted { message: (*m).clone(), created: true })
                 .ok_or(PostError::Store(StoreError::NotFound)),
             Plan::Existing(id) => by_id
                 .get(&id)
                 .map(|m| (*m).clone())
                 .or_else(|| existing.get(&id).cloned())
-                .map(|message| Posted {
-                    message,
-                    created: false,
-                })
+                .map(|message| Posted { message, created: false })
                 .ok_or(PostError::Store(StoreError::NotFound)),
             Plan::Refused(error) => Err(error),
         })

@@ -113,31 +113,23 @@ pub struct ReadMarker {
 }
 
 async fn caller_summary(conn: &mut AsyncPgConnection, caller: &AuthUser) -> ApiResult<UserSummary> {
-    users::summary(conn, caller.id())
-        .await
-        .map_err(|e| match e {
-            persistence::StoreError::NotFound => ApiError::Unauthorized {
-                code: "invalid_token",
-                detail: "The account no longer exists.".into(),
-            },
-            other => other.into(),
-        })
+    users::summary(conn, caller.id()).await.map_err(|e| match e {
+        persistence::StoreError::NotFound => {
+            ApiError::Unauthorized { code: "invalid_token", detail: "The account no longer exists.".into() }
+        }
+        other => other.into(),
+    })
 }
 
 async fn user_by_name(conn: &mut AsyncPgConnection, username: &str) -> ApiResult<UserSummary> {
-    let user = users::find_by_username(conn, username)
-        .await
-        .map_err(|e| match e {
-            persistence::StoreError::NotFound => ApiError::not_found("user"),
-            other => other.into(),
-        })?;
+    let user = users::find_by_username(conn, username).await.map_err(|e| match e {
+        persistence::StoreError::NotFound => ApiError::not_found("user"),
+        other => other.into(),
+    })?;
     Ok(user.summary())
 }
 
-async fn with_bans(
-    conn: &mut AsyncPgConnection,
-    channel: &domain::Channel,
-) -> ApiResult<ChannelWithBans> {
+async fn with_bans(conn: &mut AsyncPgConnection, channel: &domain::Channel) -> ApiResult<ChannelWithBans> {
     let bans = channels::bans(conn, channel.id).await?;
     Ok(ChannelWithBans {
         channel: channel.into(),
@@ -171,22 +163,12 @@ pub async fn create_channel(
     let body = body.0;
     let mut problems = Problems::default();
     let name = problems.check(ChannelName::parse(&body.name));
-    let description = body
-        .description
-        .as_deref()
-        .and_then(|d| problems.check(ChannelDescription::parse(d)));
+    let description = body.description.as_deref().and_then(|d| problems.check(ChannelDescription::parse(d)));
     problems.finish()?;
     let name = name.ok_or_else(|| ApiError::internal("validated name missing"))?;
     let mut conn = state.conn().await?;
     let owner = caller_summary(&mut conn, &caller).await?;
-    let (channel, events) = channels::create(
-        &mut conn,
-        &owner,
-        &name,
-        description.as_ref(),
-        body.is_private,
-    )
-    .await?;
+    let (channel, events) = channels::create(&mut conn, &owner, &name, description.as_ref(), body.is_private).await?;
     state.hub.publish(events);
     Ok(HttpResponse::Created().json(ChannelDto::from(&channel)))
 }
@@ -202,12 +184,7 @@ pub async fn list_channels(
     let (limit, after) = query.parse()?;
     let mut conn = state.conn().await?;
     let rows = channels::list_visible(&mut conn, caller.id(), after, limit.get() + 1).await?;
-    Ok(web::Json(Page::from_rows(
-        rows,
-        limit.get(),
-        |c| c.id.to_string(),
-        |c| ChannelDto::from(&c),
-    )))
+    Ok(web::Json(Page::from_rows(rows, limit.get(), |c| c.id.to_string(), |c| ChannelDto::from(&c))))
 }
 
 /// The caller's channels and DMs with `unread_count` and `last_read_seq`.
@@ -254,11 +231,7 @@ pub async fn open_dm(
     let (channel, created, events) = channels::open_dm(&mut conn, &me, &other).await?;
     state.hub.publish(events);
     let dto = ChannelDto::from(&channel);
-    Ok(if created {
-        HttpResponse::Created().json(dto)
-    } else {
-        HttpResponse::Ok().json(dto)
-    })
+    Ok(if created { HttpResponse::Created().json(dto) } else { HttpResponse::Ok().json(dto) })
 }
 
 /// One channel. Public: anyone not banned (banned → 403). Private and DMs: members only
@@ -271,13 +244,7 @@ pub async fn get_channel(
     id: web::Path<Uuid>,
 ) -> ApiResult<web::Json<ChannelDto>> {
     let mut conn = state.conn().await?;
-    let access = channel_access(
-        &mut conn,
-        ChannelId::from_uuid(*id),
-        caller.id(),
-        Action::Read,
-    )
-    .await?;
+    let access = channel_access(&mut conn, ChannelId::from_uuid(*id), caller.id(), Action::Read).await?;
     Ok(web::Json(ChannelDto::from(&access.channel)))
 }
 
@@ -298,20 +265,13 @@ pub async fn update_channel(
 ) -> ApiResult<web::Json<ChannelDto>> {
     let body = body.0;
     let mut problems = Problems::default();
-    let name = body
-        .name
-        .as_deref()
-        .and_then(|n| problems.check(ChannelName::parse(n)));
-    let description = body
-        .description
-        .as_deref()
-        .and_then(|d| problems.check(ChannelDescription::parse(d)));
+    let name = body.name.as_deref().and_then(|n| problems.check(ChannelName::parse(n)));
+    let description = body.description.as_deref().and_then(|d| problems.check(ChannelDescription::parse(d)));
     problems.finish()?;
     let channel_id = ChannelId::from_uuid(*id);
     let mut conn = state.conn().await?;
     channel_access(&mut conn, channel_id, caller.id(), Action::Moderate).await?;
-    let (channel, events) =
-        channels::update(&mut conn, channel_id, ChannelChanges { name, description }).await?;
+    let (channel, events) = channels::update(&mut conn, channel_id, ChannelChanges { name, description }).await?;
     state.hub.publish(events);
     Ok(web::Json(ChannelDto::from(&channel)))
 }
@@ -344,9 +304,7 @@ pub async fn join(
     let mut conn = state.conn().await?;
     channel_access(&mut conn, channel_id, caller.id(), Action::Join).await?;
     let me = caller_summary(&mut conn, &caller).await?;
-    let (channel, events) = channels::join(&mut conn, channel_id, &me)
-        .await
-        .map_err(banned_to_forbidden)?;
+    let (channel, events) = channels::join(&mut conn, channel_id, &me).await.map_err(banned_to_forbidden)?;
     state.hub.publish(events);
     Ok(web::Json(ChannelDto::from(&channel)))
 }
@@ -364,11 +322,7 @@ fn banned_to_forbidden(error: persistence::StoreError) -> ApiError {
 /// Leave a channel. The owner cannot leave (409).
 #[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/channels/{id}/leave")]
-pub async fn leave(
-    state: web::Data<AppState>,
-    caller: AuthUser,
-    id: web::Path<Uuid>,
-) -> ApiResult<HttpResponse> {
+pub async fn leave(state: web::Data<AppState>, caller: AuthUser, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
     let channel_id = ChannelId::from_uuid(*id);
     let mut conn = state.conn().await?;
     channel_access(&mut conn, channel_id, caller.id(), Action::Leave).await?;
@@ -414,15 +368,13 @@ pub async fn add_member(
     let mut conn = state.conn().await?;
     channel_access(&mut conn, channel_id, caller.id(), Action::Invite).await?;
     let target = user_by_name(&mut conn, &username).await?;
-    let (channel, events) = channels::join(&mut conn, channel_id, &target)
-        .await
-        .map_err(|e| match e {
-            persistence::StoreError::Conflict("user_banned") => ApiError::Conflict {
-                code: "user_banned",
-                detail: "That user is banned from this channel; unban them first.".into(),
-            },
-            other => other.into(),
-        })?;
+    let (channel, events) = channels::join(&mut conn, channel_id, &target).await.map_err(|e| match e {
+        persistence::StoreError::Conflict("user_banned") => ApiError::Conflict {
+            code: "user_banned",
+            detail: "That user is banned from this channel; unban them first.".into(),
+        },
+        other => other.into(),
+    })?;
     state.hub.publish(events);
     Ok(web::Json(ChannelDto::from(&channel)))
 }
@@ -515,10 +467,7 @@ pub async fn mark_read(
     if body.0.seq < 0 || body.0.seq > access.last_seq {
         return Err(ApiError::validation(
             "seq",
-            format!(
-                "must be between 0 and the channel's last seq ({})",
-                access.last_seq
-            ),
+            format!("must be between 0 and the channel's last seq ({})", access.last_seq),
         ));
     }
     channels::mark_read(&mut conn, channel_id, caller.id(), body.0.seq).await?;

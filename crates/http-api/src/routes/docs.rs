@@ -20,17 +20,13 @@ struct OpenApiJson(String);
 
 #[get("/openapi.json")]
 async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(doc.0.clone())
+    HttpResponse::Ok().content_type("application/json").body(doc.0.clone())
 }
 
 #[get("/redoc")]
 async fn redoc() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(
-            r#"<!DOCTYPE html>
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(
+        r#"<!DOCTYPE html>
 <html>
   <head>
     <title>Chat API — ReDoc</title>
@@ -42,7 +38,7 @@ async fn redoc() -> HttpResponse {
     <script src="/redoc/redoc.standalone.js"></script>
   </body>
 </html>"#,
-        )
+    )
 }
 
 #[get("/redoc/redoc.standalone.js")]

@@ -23,10 +23,7 @@ use crate::files::ByteStream;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(upload)
-        .service(metadata)
-        .service(download)
-        .service(delete_file);
+    cfg.service(upload).service(metadata).service(download).service(delete_file);
 }
 
 /// How many leading bytes are kept to sniff the content type.
@@ -56,6 +53,7 @@ pub async fn upload(
     req: HttpRequest,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
+    state.limits.check_writes(caller.id())?;
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -72,41 +70,28 @@ pub async fn upload(
     let mut too_large = false;
 
     while let Some(field) = multipart.next().await {
-        let mut field = field
-            .map_err(|e| ApiError::validation("file", format!("malformed multipart body: {e}")))?;
+        let mut field = field.map_err(|e| ApiError::validation("file", format!("malformed multipart body: {e}")))?;
         let is_file = field.content_disposition().and_then(|d| d.get_name()) == Some("file");
         if !is_file || stored.is_some() || too_large {
             // Other parts (and anything after the file) are read and discarded, never kept.
             while let Some(chunk) = field.next().await {
-                chunk.map_err(|e| {
-                    ApiError::validation("file", format!("malformed multipart body: {e}"))
-                })?;
+                chunk.map_err(|e| ApiError::validation("file", format!("malformed multipart body: {e}")))?;
             }
             continue;
         }
-        let filename = sanitize_filename(
-            field
-                .content_disposition()
-                .and_then(|d| d.get_filename())
-                .unwrap_or("file"),
-        );
+        let filename = sanitize_filename(field.content_disposition().and_then(|d| d.get_filename()).unwrap_or("file"));
         let id = FileId::new();
         let size = Rc::new(Cell::new(0u64));
         let hasher = Rc::new(RefCell::new(Sha256::new()));
         let head = Rc::new(RefCell::new(Vec::with_capacity(SNIFF_BYTES)));
         let over = Rc::new(Cell::new(false));
-        let (size_in, hasher_in, head_in, over_in) =
-            (size.clone(), hasher.clone(), head.clone(), over.clone());
+        let (size_in, hasher_in, head_in, over_in) = (size.clone(), hasher.clone(), head.clone(), over.clone());
         let body: ByteStream<'_> = Box::pin(field.by_ref().map(move |chunk| {
-            let chunk =
-                chunk.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            let chunk = chunk.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             let total = size_in.get() + chunk.len() as u64;
             if total > limit {
                 over_in.set(true);
-                return Err(io::Error::new(
-                    io::ErrorKind::FileTooLarge,
-                    "upload too large",
-                ));
+                return Err(io::Error::new(io::ErrorKind::FileTooLarge, "upload too large"));
             }
             size_in.set(total);
             hasher_in.borrow_mut().update(&chunk);
@@ -128,9 +113,7 @@ pub async fn upload(
                 continue;
             }
             Err(error) => {
-                return Err(ApiError::internal(format!(
-                    "storing an upload failed: {error}"
-                )));
+                return Err(ApiError::internal(format!("storing an upload failed: {error}")));
             }
         }
         let digest = hasher.borrow_mut().finalize_reset();
@@ -147,15 +130,10 @@ pub async fn upload(
     }
 
     if too_large {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "The file must be at most {limit} bytes."
-        )));
+        return Err(ApiError::PayloadTooLarge(format!("The file must be at most {limit} bytes.")));
     }
     let Some(meta) = stored else {
-        return Err(ApiError::validation(
-            "file",
-            "a part named `file` is required",
-        ));
+        return Err(ApiError::validation("file", "a part named `file` is required"));
     };
     let mut conn = state.conn().await?;
     if let Err(error) = files::create(&mut conn, &meta).await {
@@ -186,17 +164,11 @@ fn sniff(head: &[u8]) -> String {
 /// Loads a file the caller may read; others get 404, as if it did not exist.
 async fn readable(state: &AppState, id: Uuid, caller: &AuthUser) -> ApiResult<FileMeta> {
     let mut conn = state.conn().await?;
-    let meta = files::find(&mut conn, FileId::from_uuid(id))
-        .await
-        .map_err(|e| match e {
-            persistence::StoreError::NotFound => ApiError::not_found("file"),
-            other => other.into(),
-        })?;
-    if files::can_read(&mut conn, &meta, caller.id()).await? {
-        Ok(meta)
-    } else {
-        Err(ApiError::not_found("file"))
-    }
+    let meta = files::find(&mut conn, FileId::from_uuid(id)).await.map_err(|e| match e {
+        persistence::StoreError::NotFound => ApiError::not_found("file"),
+        other => other.into(),
+    })?;
+    if files::can_read(&mut conn, &meta, caller.id()).await? { Ok(meta) } else { Err(ApiError::not_found("file")) }
 }
 
 /// A file's metadata (the uploader, or members of a channel where it is attached).
@@ -207,9 +179,7 @@ pub async fn metadata(
     caller: AuthUser,
     id: web::Path<Uuid>,
 ) -> ApiResult<web::Json<FileDto>> {
-    Ok(web::Json(FileDto::from(
-        &readable(&state, *id, &caller).await?,
-    )))
+    Ok(web::Json(FileDto::from(&readable(&state, *id, &caller).await?)))
 }
 
 /// A file's bytes, as an attachment, with single-range support.
@@ -228,18 +198,12 @@ pub async fn download(
 ) -> ApiResult<HttpResponse> {
     let meta = readable(&state, *id, &caller).await?;
     let size = meta.size as u64;
-    let range = req
-        .headers()
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| parse_range(v, size));
+    let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(|v| parse_range(v, size));
     let (status, offset, len) = match range {
         None | Some(RangeRequest::Ignored) => (actix_web::http::StatusCode::OK, 0, size),
-        Some(RangeRequest::Satisfiable { start, end }) => (
-            actix_web::http::StatusCode::PARTIAL_CONTENT,
-            start,
-            end - start + 1,
-        ),
+        Some(RangeRequest::Satisfiable { start, end }) => {
+            (actix_web::http::StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
         Some(RangeRequest::Unsatisfiable) => {
             return Ok(HttpResponse::RangeNotSatisfiable()
                 .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
@@ -259,36 +223,21 @@ pub async fn download(
     let mut response = HttpResponse::build(status);
     response
         .insert_header((header::CONTENT_TYPE, meta.content_type.clone()))
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            content_disposition(&meta.filename),
-        ))
+        .insert_header((header::CONTENT_DISPOSITION, content_disposition(&meta.filename)))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::ETAG, format!("\"{}\"", meta.sha256)))
         .insert_header((header::CACHE_CONTROL, "private, max-age=0"))
         .insert_header(("X-Content-Type-Options", "nosniff"))
         .no_chunking(len);
     if status == actix_web::http::StatusCode::PARTIAL_CONTENT {
-        response.insert_header((
-            header::CONTENT_RANGE,
-            format!("bytes {offset}-{}/{size}", offset + len - 1),
-        ));
+        response.insert_header((header::CONTENT_RANGE, format!("bytes {offset}-{}/{size}", offset + len - 1)));
     }
     Ok(response.streaming(stream.map_err(actix_web::error::ErrorInternalServerError)))
 }
 
 /// `attachment; filename="ascii"; filename*=UTF-8''percent-encoded`.
 fn content_disposition(filename: &str) -> HeaderValue {
-    let ascii: String = filename
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let ascii: String = filename.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '_' }).collect();
     let encoded: String = filename
         .bytes()
         .map(|b| {
@@ -299,10 +248,8 @@ fn content_disposition(filename: &str) -> HeaderValue {
             }
         })
         .collect();
-    HeaderValue::from_str(&format!(
-        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+    HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -340,26 +287,16 @@ fn parse_range(raw: &str, size: u64) -> RangeRequest {
             _ => return RangeRequest::Ignored,
         },
     };
-    if size == 0 || start >= size {
-        RangeRequest::Unsatisfiable
-    } else {
-        RangeRequest::Satisfiable { start, end }
-    }
+    if size == 0 || start >= size { RangeRequest::Unsatisfiable } else { RangeRequest::Satisfiable { start, end } }
 }
 
 /// Delete your upload; it disappears from the messages it was attached to.
 #[utoipa::path(tag = "files", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[delete("/files/{id}")]
-pub async fn delete_file(
-    state: web::Data<AppState>,
-    caller: AuthUser,
-    id: web::Path<Uuid>,
-) -> ApiResult<HttpResponse> {
+pub async fn delete_file(state: web::Data<AppState>, caller: AuthUser, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
     let meta = readable(&state, *id, &caller).await?;
     if meta.uploader_id != caller.id() {
-        return Err(ApiError::Forbidden(
-            "only the uploader may delete a file".into(),
-        ));
+        return Err(ApiError::Forbidden("only the uploader may delete a file".into()));
     }
     let mut conn = state.conn().await?;
     files::delete(&mut conn, meta.id).await?;
@@ -375,22 +312,10 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(
-            parse_range("bytes=0-9", 100),
-            RangeRequest::Satisfiable { start: 0, end: 9 }
-        );
-        assert_eq!(
-            parse_range("bytes=90-", 100),
-            RangeRequest::Satisfiable { start: 90, end: 99 }
-        );
-        assert_eq!(
-            parse_range("bytes=-10", 100),
-            RangeRequest::Satisfiable { start: 90, end: 99 }
-        );
-        assert_eq!(
-            parse_range("bytes=50-500", 100),
-            RangeRequest::Satisfiable { start: 50, end: 99 }
-        );
+        assert_eq!(parse_range("bytes=0-9", 100), RangeRequest::Satisfiable { start: 0, end: 9 });
+        assert_eq!(parse_range("bytes=90-", 100), RangeRequest::Satisfiable { start: 90, end: 99 });
+        assert_eq!(parse_range("bytes=-10", 100), RangeRequest::Satisfiable { start: 90, end: 99 });
+        assert_eq!(parse_range("bytes=50-500", 100), RangeRequest::Satisfiable { start: 50, end: 99 });
         assert_eq!(parse_range("bytes=100-", 100), RangeRequest::Unsatisfiable);
         assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeRequest::Ignored);
         assert_eq!(parse_range("items=0-1", 100), RangeRequest::Ignored);
@@ -398,9 +323,7 @@ mod tests {
 
     #[test]
     fn sniffing_trusts_bytes_only() {
-        let png = [
-            0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, b'I', b'H', b'D', b'R',
-        ];
+        let png = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, b'I', b'H', b'D', b'R'];
         assert_eq!(sniff(&png), "image/png");
         assert_eq!(sniff(b"hello"), "text/plain; charset=utf-8");
         assert_eq!(sniff(&[0, 1, 2, 3]), "application/octet-stream");

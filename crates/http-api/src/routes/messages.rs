@@ -1,9 +1,7 @@
 //! Messages, threads, reactions and search (API.md section 5).
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
-use domain::{
-    Action, ChannelId, Cursor, Emoji, FileId, Limit, MessageContent, MessageId, ReactionDetail,
-};
+use domain::{Action, ChannelId, Cursor, Emoji, FileId, Limit, MessageContent, MessageId, ReactionDetail};
 use persistence::messages::{self, HistoryPage};
 use persistence::writer::{NewMessage, PostError};
 use persistence::{AsyncPgConnection, users};
@@ -81,23 +79,17 @@ pub async fn post_message(
     req: HttpRequest,
     body: JsonBody<PostMessageRequest>,
 ) -> ApiResult<HttpResponse> {
+    state.limits.check_writes(caller.id())?;
     let body = body.0;
-    let nonce = body.nonce.or_else(|| {
-        req.headers()
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
+    let nonce =
+        body.nonce.or_else(|| req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned));
     let channel_id = ChannelId::from_uuid(body.channel_id);
     let message = NewMessage::parse(
         channel_id,
         caller.id(),
         &body.content,
         body.parent_id.map(MessageId::from_uuid),
-        body.attachment_ids
-            .into_iter()
-            .map(FileId::from_uuid)
-            .collect(),
+        body.attachment_ids.into_iter().map(FileId::from_uuid).collect(),
         nonce,
     )?;
     {
@@ -106,11 +98,7 @@ pub async fn post_message(
     }
     let posted = state.writer.post(message).await.map_err(post_error)?;
     let dto = MessageDto::from(&posted.message);
-    Ok(if posted.created {
-        HttpResponse::Created().json(dto)
-    } else {
-        HttpResponse::Ok().json(dto)
-    })
+    Ok(if posted.created { HttpResponse::Created().json(dto) } else { HttpResponse::Ok().json(dto) })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -131,18 +119,12 @@ async fn position(
     field: &'static str,
 ) -> ApiResult<i64> {
     if let Ok(id) = raw.parse::<Uuid>() {
-        return messages::seq_in_channel(conn, channel_id, MessageId::from_uuid(id))
-            .await
-            .map_err(|e| match e {
-                persistence::StoreError::NotFound => {
-                    ApiError::validation(field, "names no message of this channel")
-                }
-                other => other.into(),
-            });
+        return messages::seq_in_channel(conn, channel_id, MessageId::from_uuid(id)).await.map_err(|e| match e {
+            persistence::StoreError::NotFound => ApiError::validation(field, "names no message of this channel"),
+            other => other.into(),
+        });
     }
-    Cursor::decode(raw, field)?
-        .parse::<i64>()
-        .map_err(|_| ApiError::validation(field, "is not a valid cursor"))
+    Cursor::decode(raw, field)?.parse::<i64>().map_err(|_| ApiError::validation(field, "is not a valid cursor"))
 }
 
 /// Channel history (top-level messages; replies are in their thread). No cursor: the newest
@@ -166,26 +148,14 @@ pub async fn history(
     channel_access(&mut conn, channel_id, caller.id(), Action::Read).await?;
     let page = match (&query.before, &query.after) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::validation(
-                "before",
-                "give either before or after, not both",
-            ));
+            return Err(ApiError::validation("before", "give either before or after, not both"));
         }
-        (Some(before), None) => {
-            HistoryPage::Before(position(&mut conn, channel_id, before, "before").await?)
-        }
-        (None, Some(after)) => {
-            HistoryPage::After(position(&mut conn, channel_id, after, "after").await?)
-        }
+        (Some(before), None) => HistoryPage::Before(position(&mut conn, channel_id, before, "before").await?),
+        (None, Some(after)) => HistoryPage::After(position(&mut conn, channel_id, after, "after").await?),
         (None, None) => HistoryPage::Latest,
     };
     let rows = messages::history(&mut conn, channel_id, page, limit.get() + 1, caller.id()).await?;
-    Ok(web::Json(Page::from_rows(
-        rows,
-        limit.get(),
-        |m| m.seq.to_string(),
-        |m| MessageDto::from(&m),
-    )))
+    Ok(web::Json(Page::from_rows(rows, limit.get(), |m| m.seq.to_string(), |m| MessageDto::from(&m))))
 }
 
 /// Loads a message's channel and checks the caller may do `action` there. A message in a
@@ -200,12 +170,10 @@ async fn message_access(
         persistence::StoreError::NotFound => ApiError::not_found("message"),
         other => other.into(),
     })?;
-    channel_access(conn, channel_id, caller.id(), action)
-        .await
-        .map_err(|e| match e {
-            ApiError::NotFound(_) => ApiError::not_found("message"),
-            other => other,
-        })
+    channel_access(conn, channel_id, caller.id(), action).await.map_err(|e| match e {
+        ApiError::NotFound(_) => ApiError::not_found("message"),
+        other => other,
+    })
 }
 
 /// One message.
@@ -255,12 +223,7 @@ pub async fn replies(
     let mut conn = state.conn().await?;
     message_access(&mut conn, id, &caller, Action::Read).await?;
     let rows = messages::replies(&mut conn, id, after, limit.get() + 1, caller.id()).await?;
-    Ok(web::Json(Page::from_rows(
-        rows,
-        limit.get(),
-        |m| m.seq.to_string(),
-        |m| MessageDto::from(&m),
-    )))
+    Ok(web::Json(Page::from_rows(rows, limit.get(), |m| m.seq.to_string(), |m| MessageDto::from(&m))))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -282,17 +245,12 @@ pub async fn edit_message(
     message_access(&mut conn, id, &caller, Action::Post).await?;
     let (author, deleted) = messages::author(&mut conn, id).await?;
     if author != caller.id() {
-        return Err(ApiError::Forbidden(
-            "only the author may edit a message".into(),
-        ));
+        return Err(ApiError::Forbidden("only the author may edit a message".into()));
     }
     if deleted {
         return Err(ApiError::not_found("message"));
     }
-    let has_attachments = !messages::get(&mut conn, id, caller.id())
-        .await?
-        .attachments
-        .is_empty();
+    let has_attachments = !messages::get(&mut conn, id, caller.id()).await?.attachments.is_empty();
     let content = MessageContent::parse(&body.0.content, has_attachments)?;
     let (message, events) = messages::edit(&mut conn, id, &content).await?;
     state.hub.publish(events);
@@ -314,9 +272,7 @@ pub async fn delete_message(
     let (author, _) = messages::author(&mut conn, id).await?;
     let is_owner = access.role == domain::Role::Owner;
     if author != caller.id() && !is_owner {
-        return Err(ApiError::Forbidden(
-            "only the author or the channel owner may delete a message".into(),
-        ));
+        return Err(ApiError::Forbidden("only the author or the channel owner may delete a message".into()));
     }
     let events = messages::delete(&mut conn, id).await?;
     state.hub.publish(events);
@@ -341,25 +297,12 @@ pub struct ReactionDto {
 
 impl From<ReactionDetail> for ReactionDto {
     fn from(r: ReactionDetail) -> Self {
-        Self {
-            emoji: r.emoji.as_str().to_owned(),
-            count: r.count,
-            users: r.users,
-            me: r.me,
-        }
+        Self { emoji: r.emoji.as_str().to_owned(), count: r.count, users: r.users, me: r.me }
     }
 }
 
-async fn reactions_of(
-    conn: &mut AsyncPgConnection,
-    id: MessageId,
-    caller: &AuthUser,
-) -> ApiResult<Vec<ReactionDto>> {
-    Ok(messages::reaction_details(conn, id, caller.id())
-        .await?
-        .into_iter()
-        .map(ReactionDto::from)
-        .collect())
+async fn reactions_of(conn: &mut AsyncPgConnection, id: MessageId, caller: &AuthUser) -> ApiResult<Vec<ReactionDto>> {
+    Ok(messages::reaction_details(conn, id, caller.id()).await?.into_iter().map(ReactionDto::from).collect())
 }
 
 /// React to a message (members). Idempotent per user and emoji. Returns the message's
@@ -372,17 +315,16 @@ pub async fn add_reaction(
     id: web::Path<Uuid>,
     body: JsonBody<ReactionRequest>,
 ) -> ApiResult<web::Json<Vec<ReactionDto>>> {
+    state.limits.check_writes(caller.id())?;
     let emoji = Emoji::parse(&body.0.emoji)?;
     let id = MessageId::from_uuid(*id);
     let mut conn = state.conn().await?;
     message_access(&mut conn, id, &caller, Action::Post).await?;
     let me = users::summary(&mut conn, caller.id()).await?;
-    let events = messages::react(&mut conn, id, &me, &emoji)
-        .await
-        .map_err(|e| match e {
-            persistence::StoreError::NotFound => ApiError::not_found("message"),
-            other => other.into(),
-        })?;
+    let events = messages::react(&mut conn, id, &me, &emoji).await.map_err(|e| match e {
+        persistence::StoreError::NotFound => ApiError::not_found("message"),
+        other => other.into(),
+    })?;
     state.hub.publish(events);
     Ok(web::Json(reactions_of(&mut conn, id, &caller).await?))
 }

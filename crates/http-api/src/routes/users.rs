@@ -14,24 +14,18 @@ use crate::extract::{AuthUser, JsonBody};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(get_me)
-        .service(update_me)
-        .service(list_users)
-        .service(get_user);
+    cfg.service(get_me).service(update_me).service(list_users).service(get_user);
 }
 
 pub async fn own_account(state: &AppState, caller: &AuthUser) -> ApiResult<UserDto> {
     let mut conn = state.conn().await?;
-    let user = users::find(&mut conn, caller.id())
-        .await
-        .map_err(|e| match e {
-            // The account behind a valid token is gone: the token no longer stands for anyone.
-            persistence::StoreError::NotFound => ApiError::Unauthorized {
-                code: "invalid_token",
-                detail: "The account no longer exists.".into(),
-            },
-            other => other.into(),
-        })?;
+    let user = users::find(&mut conn, caller.id()).await.map_err(|e| match e {
+        // The account behind a valid token is gone: the token no longer stands for anyone.
+        persistence::StoreError::NotFound => {
+            ApiError::Unauthorized { code: "invalid_token", detail: "The account no longer exists.".into() }
+        }
+        other => other.into(),
+    })?;
     Ok(UserDto::own(&user, state.hub.presence().is_online(user.id)))
 }
 
@@ -71,31 +65,17 @@ pub async fn update_me(
 ) -> ApiResult<web::Json<UserDto>> {
     let body = body.0;
     let mut problems = Problems::default();
-    let display_name = body
-        .display_name
-        .as_deref()
-        .and_then(|raw| problems.check(DisplayName::parse(raw)));
-    let email = body
-        .email
-        .as_deref()
-        .and_then(|raw| problems.check(Email::parse(raw)));
-    let password = body
-        .password
-        .as_deref()
-        .and_then(|raw| problems.check(Password::parse(raw)));
+    let display_name = body.display_name.as_deref().and_then(|raw| problems.check(DisplayName::parse(raw)));
+    let email = body.email.as_deref().and_then(|raw| problems.check(Email::parse(raw)));
+    let password = body.password.as_deref().and_then(|raw| problems.check(Password::parse(raw)));
     problems.finish()?;
 
-    let mut changes = UserChanges {
-        display_name: display_name.map(|d| d.as_str().to_owned()),
-        ..UserChanges::default()
-    };
+    let mut changes =
+        UserChanges { display_name: display_name.map(|d| d.as_str().to_owned()), ..UserChanges::default() };
     if email.is_some() || password.is_some() {
-        let current = body.current_password.ok_or_else(|| {
-            ApiError::validation(
-                "current_password",
-                "is required to change email or password",
-            )
-        })?;
+        let current = body
+            .current_password
+            .ok_or_else(|| ApiError::validation("current_password", "is required to change email or password"))?;
         let hash = {
             let mut conn = state.conn().await?;
             users::password_hash(&mut conn, caller.id()).await?
@@ -110,10 +90,7 @@ pub async fn update_me(
     }
     let mut conn = state.conn().await?;
     let user = users::update(&mut conn, caller.id(), changes).await?;
-    Ok(web::Json(UserDto::own(
-        &user,
-        state.hub.presence().is_online(user.id),
-    )))
+    Ok(web::Json(UserDto::own(&user, state.hub.presence().is_online(user.id))))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -135,19 +112,9 @@ pub async fn list_users(
     query: web::Query<ListUsersQuery>,
 ) -> ApiResult<web::Json<Page<UserDto>>> {
     let limit = Limit::parse(query.limit)?;
-    let after = query
-        .after
-        .as_deref()
-        .map(|c| Cursor::decode(c, "after"))
-        .transpose()?;
+    let after = query.after.as_deref().map(|c| Cursor::decode(c, "after")).transpose()?;
     let mut conn = state.conn().await?;
-    let rows = users::list(
-        &mut conn,
-        query.q.as_deref(),
-        after.as_deref(),
-        limit.get() + 1,
-    )
-    .await?;
+    let rows = users::list(&mut conn, query.q.as_deref(), after.as_deref(), limit.get() + 1).await?;
     let presence = state.hub.presence();
     Ok(web::Json(Page::from_rows(
         rows,
@@ -166,16 +133,10 @@ pub async fn get_user(
     username: web::Path<String>,
 ) -> ApiResult<web::Json<UserDto>> {
     let mut conn = state.conn().await?;
-    let user = users::find_by_username(&mut conn, &username)
-        .await
-        .map_err(|e| match e {
-            persistence::StoreError::NotFound => ApiError::not_found("user"),
-            other => other.into(),
-        })?;
+    let user = users::find_by_username(&mut conn, &username).await.map_err(|e| match e {
+        persistence::StoreError::NotFound => ApiError::not_found("user"),
+        other => other.into(),
+    })?;
     let online = state.hub.presence().is_online(user.id);
-    Ok(web::Json(if user.id == caller.id() {
-        UserDto::own(&user, online)
-    } else {
-        UserDto::public(&user, online)
-    }))
+    Ok(web::Json(if user.id == caller.id() { UserDto::own(&user, online) } else { UserDto::public(&user, online) }))
 }

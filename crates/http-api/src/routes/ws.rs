@@ -41,7 +41,12 @@ pub struct WsQuery {
     )
 )]
 #[get("/ws")]
-pub async fn connect(state: web::Data<AppState>, req: HttpRequest, body: web::Payload, query: web::Query<WsQuery>) -> ApiResult<HttpResponse> {
+pub async fn connect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+    query: web::Query<WsQuery>,
+) -> ApiResult<HttpResponse> {
     upgrade(&state, &req, body, query.token.as_deref(), None).await
 }
 
@@ -67,7 +72,13 @@ pub async fn connect_as(
     upgrade(&state, &req, body, query.token.as_deref(), Some(&username)).await
 }
 
-async fn upgrade(state: &AppState, req: &HttpRequest, body: web::Payload, token: Option<&str>, username: Option<&str>) -> ApiResult<HttpResponse> {
+async fn upgrade(
+    state: &AppState,
+    req: &HttpRequest,
+    body: web::Payload,
+    token: Option<&str>,
+    username: Option<&str>,
+) -> ApiResult<HttpResponse> {
     let token = token.filter(|t| !t.is_empty()).ok_or_else(|| ApiError::Unauthorized {
         code: "not_authenticated",
         detail: "Pass the access token as ?token=.".into(),
