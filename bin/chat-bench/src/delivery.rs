@@ -37,6 +37,8 @@ pub struct DeliveryPlan {
     /// Stop sending once this many deliberate drop/resume cycles happened.
     pub cycles_target: Option<u64>,
     pub duration: Duration,
+    /// The source's target rate, to say when it was not reached.
+    pub target_rate: Option<f64>,
     /// Longest wait, after sending stopped, for deliveries still on their way.
     pub drain: Duration,
 }
@@ -52,6 +54,8 @@ pub struct DeliveryOutcome {
     pub window: Duration,
     pub deliveries_per_sec: f64,
     pub sent_per_sec: f64,
+    /// The rate the source aimed at (`--rate`).
+    pub target_rate: Option<f64>,
     pub cycles: u64,
     /// False when the drain timed out with deliveries still missing.
     pub drained: bool,
@@ -171,6 +175,7 @@ where
         sent_per_sec: per_second(send.sent.len() as u64, send.elapsed),
         send,
         window,
+        target_rate: plan.target_rate,
         cycles: Live::get(&live.cycles),
         drained,
         first_error: live.first_error(),
@@ -226,6 +231,14 @@ impl DeliveryOutcome {
             .check("connect failures", self.stats.connect_failures, false)
             .check("foreign messages", self.stats.foreign, false)
             .check("unparseable frames", self.stats.bad_frames, false);
+        if let Some(target) = self.target_rate
+            && self.sent_per_sec < target * 0.9
+        {
+            report.note(format!(
+                "messages were accepted at {:.1}/s, below the target {target}/s: the server (or this machine) did not keep up",
+                self.sent_per_sec
+            ));
+        }
         if !self.drained {
             report.note(format!("the drain timed out with {} of {} expected deliveries made", a.delivered, a.expected));
         }
@@ -282,6 +295,7 @@ mod tests {
             drop_policy,
             cycles_target: None,
             duration: Duration::from_millis(1500),
+            target_rate: None,
             drain,
         };
         run(plan, Progress::new(false), publisher(server)).await.unwrap()

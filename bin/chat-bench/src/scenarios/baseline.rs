@@ -78,6 +78,7 @@ pub async fn broadcast_ceiling(
         drop_policy: None,
         cycles_target: None,
         duration,
+        target_rate: Some(rate),
         drain: Duration::from_secs(5),
     };
     let source_server = Arc::clone(&server);

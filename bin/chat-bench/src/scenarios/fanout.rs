@@ -54,6 +54,7 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> Result<Report> {
         drop_policy: None,
         cycles_target: None,
         duration: seconds(args.duration),
+        target_rate: Some(args.rate),
         drain: seconds(args.drain),
     };
     let send_plan = SendPlan {

@@ -41,6 +41,7 @@ pub async fn run(ctx: &Ctx, args: &ReconnectArgs) -> Result<Report> {
         }),
         cycles_target: Some(args.cycles),
         duration: seconds(args.duration),
+        target_rate: Some(args.rate),
         drain: seconds(args.drain),
     };
     let send_plan = SendPlan {
