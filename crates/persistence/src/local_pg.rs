@@ -96,8 +96,14 @@ pub async fn find_or_start(data_dir: &Path) -> Result<LocalServer, LocalPgError>
     if answers(5432).await {
         return Ok(LocalServer { base_url: "postgres://postgres@127.0.0.1:5432".into(), started: None });
     }
-    let base_url = format!("postgres://postgres@127.0.0.1:{LOCAL_PORT}");
-    if answers(LOCAL_PORT).await {
+    start_cluster(data_dir, LOCAL_PORT).await
+}
+
+/// Uses the cluster under `data_dir/postgres` on `port`: already running, or created (first
+/// time) and started with the installed binaries.
+pub async fn start_cluster(data_dir: &Path, port: u16) -> Result<LocalServer, LocalPgError> {
+    let base_url = format!("postgres://postgres@127.0.0.1:{port}");
+    if answers(port).await {
         // Left running by an earlier run of this project (or started by a sibling process).
         return Ok(LocalServer { base_url, started: None });
     }
@@ -127,7 +133,7 @@ pub async fn find_or_start(data_dir: &Path) -> Result<LocalServer, LocalPgError>
 
     let dir = absolute.display().to_string();
     let log = absolute.join("server.log").display().to_string();
-    let options = format!("-p {LOCAL_PORT} -c listen_addresses=127.0.0.1 -k {dir}");
+    let options = format!("-p {port} -c listen_addresses=127.0.0.1 -k {dir}");
     run_pg(
         &bin.join("pg_ctl"),
         &["start", "-D", dir.as_str(), "-l", log.as_str(), "-o", options.as_str(), "-w", "-t", "60"],
@@ -135,7 +141,7 @@ pub async fn find_or_start(data_dir: &Path) -> Result<LocalServer, LocalPgError>
     )
     .await
     .map_err(start_error)?;
-    tracing::info!(dir = %absolute.display(), port = LOCAL_PORT, "started a local PostgreSQL cluster");
+    tracing::info!(dir = %absolute.display(), port, "started a local PostgreSQL cluster");
     Ok(LocalServer {
         base_url,
         started: Some(StartedCluster { pg_ctl: bin.join("pg_ctl"), data_dir: absolute, as_postgres }),
