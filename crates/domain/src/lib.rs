@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod channel;
+pub mod emoji;
 pub mod error;
 pub mod events;
 pub mod file;

@@ -12,6 +12,11 @@ use crate::user::UserSummary;
 /// The most characters a message may hold, after trimming.
 pub const MAX_CONTENT_CHARS: usize = 4000;
 
+/// The most different emoji one message may carry. Short codes are endless, so without a
+/// cap one user could grow a message's reactions — embedded in every history page — without
+/// bound (API.md section 1: no unbounded lists). Discord caps at 20, Slack at 50.
+pub const MAX_DISTINCT_REACTIONS: i64 = 50;
+
 /// Message text: at most 4,000 characters after trimming, no NUL. It may be empty only when
 /// the message carries attachments, which [`MessageContent::parse`] is told.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,14 +69,9 @@ impl Emoji {
         let (Some(cluster), None) = (graphemes.next(), graphemes.next()) else {
             return Err(invalid());
         };
-        let first = cluster.chars().next().ok_or_else(invalid)?;
-        // Keycaps (`1️⃣`) start with an ASCII digit but carry U+20E3; every other emoji starts
-        // outside ASCII and is neither a letter, a digit nor white space.
-        let keycap = cluster.contains('\u{20E3}');
-        let emoji_like = !first.is_ascii()
-            && !first.is_alphanumeric()
-            && !cluster.chars().any(|c| c.is_whitespace() || c.is_control());
-        if keycap || emoji_like { Ok(Self(cluster.to_owned())) } else { Err(invalid()) }
+        // Not merely "something outside ASCII": `€`, a lone combining mark or an invisible
+        // zero-width space would otherwise pass for a reaction.
+        if crate::emoji::is_emoji(cluster) { Ok(Self(cluster.to_owned())) } else { Err(invalid()) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -169,6 +169,10 @@ mod tests {
             ("é", false),
             ("", false),
             (" ", false),
+            ("€", false),
+            ("\u{200B}", false),
+            ("\u{202E}", false),
+            ("\u{301}", false),
         ] {
             assert_eq!(Emoji::parse(input).is_ok(), ok, "input {input:?}");
         }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use diesel::AggregateExpressionMethods as _;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
@@ -271,6 +272,9 @@ pub async fn author(conn: &mut AsyncPgConnection, id: MessageId) -> StoreResult<
 }
 
 /// Adds a reaction (idempotent per user and emoji); writes `reaction_added` when new.
+/// A message carries at most [`domain::message::MAX_DISTINCT_REACTIONS`] different emoji:
+/// a new one beyond that is `Conflict("too_many_reactions")`, checked under the channel
+/// lock so concurrent reactions cannot overshoot it.
 pub async fn react(
     conn: &mut AsyncPgConnection,
     id: MessageId,
@@ -283,6 +287,18 @@ pub async fn react(
         let (_, deleted) = author(conn, id).await?;
         if deleted {
             return Err(StoreError::NotFound);
+        }
+        let on_message = reactions::table.filter(reactions::message_id.eq(id.as_uuid()));
+        let emoji_present: bool =
+            diesel::select(diesel::dsl::exists(on_message.filter(reactions::emoji.eq(emoji.as_str()))))
+                .get_result(conn)
+                .await?;
+        if !emoji_present {
+            let distinct: i64 =
+                on_message.select(diesel::dsl::count(reactions::emoji).aggregate_distinct()).first(conn).await?;
+            if distinct >= domain::message::MAX_DISTINCT_REACTIONS {
+                return Err(StoreError::Conflict("too_many_reactions"));
+            }
         }
         let inserted = diesel::insert_into(reactions::table)
             .values((

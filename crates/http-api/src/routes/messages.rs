@@ -306,8 +306,9 @@ async fn reactions_of(conn: &mut AsyncPgConnection, id: MessageId, caller: &Auth
 }
 
 /// React to a message (members). Idempotent per user and emoji. Returns the message's
-/// reactions.
-#[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = ReactionRequest, responses((status = 200, body = Vec<ReactionDto>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+/// reactions. A message carries at most 50 different emoji; a new one beyond that → 409
+/// `too_many_reactions` (joining an existing reaction is always possible).
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = ReactionRequest, responses((status = 200, body = Vec<ReactionDto>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "`too_many_reactions`", body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/chat/messages/{id}/reactions")]
 pub async fn add_reaction(
     state: web::Data<AppState>,
@@ -323,6 +324,13 @@ pub async fn add_reaction(
     let me = users::summary(&mut conn, caller.id()).await?;
     let events = messages::react(&mut conn, id, &me, &emoji).await.map_err(|e| match e {
         persistence::StoreError::NotFound => ApiError::not_found("message"),
+        persistence::StoreError::Conflict(code @ "too_many_reactions") => ApiError::Conflict {
+            code,
+            detail: format!(
+                "A message can carry at most {} different reactions; add one of those already there.",
+                domain::message::MAX_DISTINCT_REACTIONS
+            ),
+        },
         other => other.into(),
     })?;
     state.hub.publish(events);
