@@ -177,6 +177,12 @@ impl ChannelEvent {
     }
 }
 
+/// Where committed channel events go to be delivered (the realtime hub). Writers call it
+/// right after their transaction commits, in commit order.
+pub trait EventSink: Send + Sync {
+    fn publish(&self, events: Vec<ChannelEvent>);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,10 +211,4 @@ mod tests {
         assert_eq!(event.data["channel_id"], channel.to_string());
         assert_eq!(event.data["user"]["username"], "alice");
     }
-}
-
-/// Where committed channel events go to be delivered (the realtime hub). Writers call it
-/// right after their transaction commits, in commit order.
-pub trait EventSink: Send + Sync {
-    fn publish(&self, events: Vec<ChannelEvent>);
 }

@@ -8,7 +8,7 @@
 //! hears "created" before its transaction has committed.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher as _, Hash as _, Hasher as _};
+use std::hash::BuildHasher as _;
 use std::sync::Arc;
 
 use diesel::prelude::*;
@@ -116,10 +116,10 @@ impl MessageWriter {
     /// Starts `shards` writer tasks. A channel always maps to the same task, so its batches
     /// commit — and publish — one after another, in seq order.
     pub fn spawn(db: Database, sink: Arc<dyn EventSink>, shards: usize) -> Self {
-        let shards: Vec<mpsc::Sender<Job>> = (0..shards.max(1))
-            .map(|_| {
+        let shards: Vec<mpsc::Sender<Job>> = std::iter::repeat_n((db, sink), shards.max(1))
+            .map(|(db, sink)| {
                 let (tx, rx) = mpsc::channel(4096);
-                tokio::spawn(run_shard(db.clone(), sink.clone(), rx));
+                tokio::spawn(run_shard(db, sink, rx));
                 tx
             })
             .collect();
@@ -127,9 +127,8 @@ impl MessageWriter {
     }
 
     pub async fn post(&self, message: NewMessage) -> Result<Posted, PostError> {
-        let mut hasher = self.hasher.build_hasher();
-        message.channel_id.hash(&mut hasher);
-        let shard = &self.shards[(hasher.finish() % self.shards.len() as u64) as usize];
+        let hash = self.hasher.hash_one(message.channel_id);
+        let shard = &self.shards[(hash % self.shards.len() as u64) as usize];
         let (reply, answer) = oneshot::channel();
         shard.send(Job { message, reply }).await.map_err(|_| PostError::Closed)?;
         answer.await.map_err(|_| PostError::Closed)?
@@ -247,14 +246,18 @@ async fn write_batch(
             .collect()
     };
 
-    // Attachments: files the author uploaded.
-    let file_ids: Vec<Uuid> = requests.iter().flat_map(|r| r.attachment_ids.iter().map(|f| f.as_uuid())).collect();
+    // Attachments: files the author uploaded. `FOR KEY SHARE` holds them until commit: a
+    // file deleted meanwhile would otherwise break the attachment insert's foreign key and
+    // fail the whole batch — everyone's posts — instead of this one post. A delete that
+    // committed first leaves the file out of this result, so the post is refused (422).
+    let file_ids: Vec<Uuid> = requests.iter().flat_map(|r| r.attachment_ids.iter().map(FileId::as_uuid)).collect();
     let uploaders: HashMap<Uuid, Uuid> = if file_ids.is_empty() {
         HashMap::new()
     } else {
         files::table
             .filter(files::id.eq_any(&file_ids))
             .select((files::id, files::uploader_id))
+            .for_key_share()
             .load::<(Uuid, Uuid)>(conn)
             .await?
             .into_iter()
@@ -289,10 +292,10 @@ async fn write_batch(
         }
         if let Some(parent) = request.parent_id {
             let refusal = match parents.get(&parent.as_uuid()) {
-                None => Some("the message does not exist"),
-                Some((parent_channel, _, _)) if *parent_channel != channel => {
-                    Some("must be a message of the same channel")
-                }
+                // One answer for both: telling "no such message" from "a message of another
+                // channel" would confirm that a message of a private channel exists.
+                None => Some("must be a message of this channel"),
+                Some((parent_channel, _, _)) if *parent_channel != channel => Some("must be a message of this channel"),
                 Some((_, Some(_), _)) => Some("replies cannot be replied to: threads are one level deep"),
                 Some((_, None, true)) => Some("the message was deleted"),
                 Some(_) => None,
