@@ -89,6 +89,13 @@ impl Client {
         self.send(self.request(Method::PUT, path, token).json(body)).await
     }
 
+    /// Uploads `bytes` as the multipart part `file` named `filename` (API.md section 6).
+    pub async fn upload(&self, token: Option<&str>, filename: &str, bytes: Vec<u8>) -> Reply {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned());
+        let form = reqwest::multipart::Form::new().part("file", part);
+        self.send(self.request(Method::POST, "/api/files", token).multipart(form)).await
+    }
+
     /// Registers with the conventional test password and returns the access token.
     pub async fn register(&self, username: &str) -> String {
         let reply = self
