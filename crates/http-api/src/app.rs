@@ -137,7 +137,7 @@ impl Application {
         });
         let limits_state = state.clone();
         background.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            let mut tick = tokio::time::interval(Duration::from_mins(1));
             loop {
                 tick.tick().await;
                 limits_state.limits.housekeeping();
@@ -225,7 +225,7 @@ async fn wait_for_signal() {
 async fn janitor(db: Database, files: Arc<dyn crate::files::FileStore>) {
     const EVENT_RETENTION: time::Duration = time::Duration::days(7);
     const DAY: time::Duration = time::Duration::hours(24);
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    let mut tick = tokio::time::interval(Duration::from_hours(1));
     loop {
         tick.tick().await;
         let Ok(mut conn) = db.get().await else { continue };

@@ -14,10 +14,13 @@ use uuid::Uuid;
 /// How long another node's announcement counts.
 pub const REMOTE_TTL: Duration = Duration::from_secs(15);
 
+/// Per other node: the users it last announced, and when.
+type RemoteNodes = HashMap<Uuid, (HashSet<UserId>, Instant)>;
+
 #[derive(Clone, Default)]
 pub struct Presence {
     local: Arc<Mutex<HashMap<UserId, usize>>>,
-    remote: Arc<Mutex<HashMap<Uuid, (HashSet<UserId>, Instant)>>>,
+    remote: Arc<Mutex<RemoteNodes>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

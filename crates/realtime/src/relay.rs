@@ -163,10 +163,10 @@ fn receive(hub: &Hub, me: Uuid, wire: Wire) {
             hub.deliver(events);
         }
         Wire::Ephemeral { node, channels, frame } if node != me => {
-            hub.deliver_ephemeral(&channels, &Arc::from(frame), None)
+            hub.deliver_ephemeral(&channels, &Arc::from(frame), None);
         }
         Wire::Presence { node, users } if node != me => {
-            hub.presence().remote_snapshot(node, users.into_iter().collect::<HashSet<_>>())
+            hub.presence().remote_snapshot(node, users.into_iter().collect::<HashSet<_>>());
         }
         Wire::PresenceChange { node, user, online } if node != me => hub.presence().remote_change(node, user, online),
         _ => {}
