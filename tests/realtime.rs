@@ -359,3 +359,40 @@ async fn shutdown_closes_websockets_with_1001() {
     let (code, ()) = tokio::join!(ws.close_code(), stopping);
     assert_eq!(code, Some(1001));
 }
+
+/// A client that resumes right after `ready` while messages keep coming gets the missed ones
+/// first and the live ones after, in one gapless, duplicate-free run of seqs.
+#[tokio::test]
+async fn resume_right_after_ready_keeps_order_while_messages_flow() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let general = channel(&app, &alice, "general", &[&bob]).await;
+    let mut first_seq = 0;
+    for i in 0..5 {
+        let sent = post(&app, &alice, &general, &format!("old {i}")).await;
+        if i == 0 {
+            first_seq = sent["seq"].as_i64().unwrap();
+        }
+    }
+    let (client, token, channel_id) = (app.client.clone(), alice.clone(), general.clone());
+    let poster = tokio::spawn(async move {
+        for i in 0..30 {
+            let reply = client
+                .post(
+                    "/api/chat/messages",
+                    Some(&token),
+                    &json!({"content": format!("new {i}"), "channel_id": channel_id}),
+                )
+                .await;
+            assert_eq!(reply.status.as_u16(), 201);
+        }
+    });
+    let mut ws = connect(&app, &bob).await;
+    ws.send_json(&json!({"type": "resume", "data": {"channels": {general.clone(): first_seq - 1}}})).await;
+    poster.await.unwrap();
+    let received = messages(&mut ws, &general, 35).await;
+    let seqs: Vec<i64> = received.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs[0], first_seq);
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}

@@ -41,6 +41,26 @@ pub(crate) async fn hydrate(
     rows: Vec<MessageRow>,
     viewer: Option<UserId>,
 ) -> StoreResult<Vec<Message>> {
+    assemble(conn, rows, viewer, true, true).await
+}
+
+/// Messages just inserted: they have no reactions yet, and attachments only if
+/// `with_attachments`, so the writer's hot path skips those queries.
+pub(crate) async fn hydrate_fresh(
+    conn: &mut AsyncPgConnection,
+    rows: Vec<MessageRow>,
+    with_attachments: bool,
+) -> StoreResult<Vec<Message>> {
+    assemble(conn, rows, None, false, with_attachments).await
+}
+
+async fn assemble(
+    conn: &mut AsyncPgConnection,
+    rows: Vec<MessageRow>,
+    viewer: Option<UserId>,
+    with_reactions: bool,
+    with_attachments: bool,
+) -> StoreResult<Vec<Message>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -50,8 +70,8 @@ pub(crate) async fn hydrate(
     author_ids.dedup();
     let authors: HashMap<UserId, UserSummary> =
         users::summaries(conn, &author_ids).await?.into_iter().map(|u| (u.id, u)).collect();
-    let mut attachments = attachments_of(conn, &ids).await?;
-    let mut reactions = reaction_summaries(conn, &ids, viewer).await?;
+    let mut attachments = if with_attachments { attachments_of(conn, &ids).await? } else { HashMap::new() };
+    let mut reactions = if with_reactions { reaction_summaries(conn, &ids, viewer).await? } else { HashMap::new() };
     rows.into_iter()
         .map(|row| {
             let user_id = UserId::from_uuid(row.user_id);

@@ -148,9 +148,12 @@ async fn run_shard(db: Database, sink: Arc<dyn EventSink>, mut rx: mpsc::Receive
         for job in jobs {
             by_channel.entry(job.message.channel_id).or_default().push(job);
         }
-        for (channel_id, jobs) in by_channel {
-            commit_batch(&db, sink.as_ref(), channel_id, jobs).await;
-        }
+        // Different channels do not contend for a lock: their batches commit side by side
+        // (bounded by the pool). One channel's batches still commit one after another.
+        futures_util::future::join_all(
+            by_channel.into_iter().map(|(channel_id, jobs)| commit_batch(&db, sink.as_ref(), channel_id, jobs)),
+        )
+        .await;
     }
 }
 
@@ -397,7 +400,7 @@ async fn write_batch(
                 .execute(conn)
                 .await?;
         }
-        created = messages::hydrate(conn, rows.clone(), None).await?;
+        created = messages::hydrate_fresh(conn, rows.clone(), !links.is_empty()).await?;
         let bodies: Vec<EventBody> = created.iter().map(|m| EventBody::Message(Box::new(m.clone()))).collect();
         events_out = events::append(conn, channel_id, last_seq, &bodies).await?;
     }

@@ -28,6 +28,11 @@ const MAX_INVALID_FRAMES: u32 = 20;
 /// How long a slow consumer gets to read its queued frames and the 4008 close.
 const SLOW_CLOSE_WAIT: Duration = Duration::from_secs(30);
 
+/// How long live events wait after `ready` for the client's first frame...
+pub const RESUME_GRACE: Duration = Duration::from_millis(250);
+/// ...and how many may wait.
+const HOLD_LIMIT: usize = 4096;
+
 /// Close 4008: the client read too slowly and should reconnect and resume.
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 
@@ -57,6 +62,8 @@ struct Connection {
     kicked: Arc<Notify>,
     /// Per channel: the last seq this connection has sent.
     last: HashMap<ChannelId, i64>,
+    /// Per channel: the `last_seq` the `ready` frame announced.
+    ready_seq: HashMap<ChannelId, i64>,
     limiter: Option<DefaultDirectRateLimiter>,
     invalid_in_a_row: u32,
 }
@@ -92,6 +99,7 @@ pub async fn run(env: SessionEnv, user: UserSummary, session: Session, mut strea
         session,
         kicked: registration.kicked.clone(),
         last: subscriptions.iter().map(|(id, last, _)| (*id, *last)).collect(),
+        ready_seq: subscriptions.iter().map(|(id, last, _)| (*id, *last)).collect(),
         invalid_in_a_row: 0,
     };
     let ready = ServerFrame::Ready {
@@ -147,11 +155,29 @@ impl Connection {
         heartbeat.tick().await;
         let mut last_heard = Instant::now();
         let mut shutdown = self.env.shutdown.clone();
+        // Live events wait (here, not in the hub's queue) until the client's first frame,
+        // typically `resume`, or a short grace period: a resume must replay what was missed
+        // before anything newer is sent, or the connection would see seqs out of order.
+        let mut held: Option<Vec<Outbound>> = Some(Vec::new());
+        let hold = tokio::time::sleep(RESUME_GRACE);
+        tokio::pin!(hold);
         loop {
             tokio::select! {
+                () = &mut hold, if held.is_some() => {
+                    if let Some(end) = self.release(&mut held).await {
+                        return end;
+                    }
+                }
                 item = rx.recv() => match item {
                     Some(item) => {
-                        if let Some(end) = self.deliver(item).await {
+                        if let Some(buffer) = held.as_mut() {
+                            buffer.push(item);
+                            if buffer.len() >= HOLD_LIMIT
+                                && let Some(end) = self.release(&mut held).await
+                            {
+                                return end;
+                            }
+                        } else if let Some(end) = self.deliver(item).await {
                             return end;
                         }
                     }
@@ -163,6 +189,9 @@ impl Connection {
                     match message {
                         Some(Ok(AggregatedMessage::Text(text))) => {
                             if let Some(end) = self.on_text(&text).await {
+                                return end;
+                            }
+                            if let Some(end) = self.release(&mut held).await {
                                 return end;
                             }
                         }
@@ -198,6 +227,16 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Ends the hold: sends what was held back, in order (already-sent seqs are dropped).
+    async fn release(&mut self, held: &mut Option<Vec<Outbound>>) -> Option<End> {
+        for item in held.take().unwrap_or_default() {
+            if let Some(end) = self.deliver(item).await {
+                return Some(end);
+            }
+        }
+        None
     }
 
     /// Sends a frame. Fails when the client is gone, or when the hub gave up on this
@@ -320,6 +359,16 @@ impl Connection {
                         continue;
                     }
                     let from = last_seq.max(0);
+                    let sent = self.last.get(&channel_id).copied().unwrap_or(0);
+                    let sent_live = sent > self.ready_seq.get(&channel_id).copied().unwrap_or(i64::MIN);
+                    if from < sent && sent_live {
+                        // Newer events already went out on this connection; replaying older
+                        // ones now would break the seq order. The client reloads instead.
+                        if let Err(end) = self.send(&ServerFrame::ResyncRequired { channel_id }.encode()).await {
+                            return Some(end);
+                        }
+                        continue;
+                    }
                     self.last.insert(channel_id, from);
                     if let Err(end) = self.replay(channel_id, from, None).await {
                         return Some(end);
