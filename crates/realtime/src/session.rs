@@ -159,11 +159,11 @@ impl Connection {
         // typically `resume`, or a short grace period: a resume must replay what was missed
         // before anything newer is sent, or the connection would see seqs out of order.
         let mut held: Option<Vec<Outbound>> = Some(Vec::new());
-        let hold = tokio::time::sleep(RESUME_GRACE);
-        tokio::pin!(hold);
+        let grace = tokio::time::sleep(RESUME_GRACE);
+        tokio::pin!(grace);
         loop {
             tokio::select! {
-                () = &mut hold, if held.is_some() => {
+                () = &mut grace, if held.is_some() => {
                     if let Some(end) = self.release(&mut held).await {
                         return end;
                     }
