@@ -47,6 +47,21 @@ pub async fn lock_channel(conn: &mut AsyncPgConnection, channel_id: ChannelId) -
     Ok(channels::table.find(channel_id.as_uuid()).select(channels::last_seq).for_no_key_update().first(conn).await?)
 }
 
+/// [`lock_channel`], also returning what access decisions need: `(last_seq, kind, is_private)`.
+pub async fn lock_channel_facts(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+) -> StoreResult<(i64, domain::ChannelKind, bool)> {
+    let (last_seq, kind, is_private): (i64, String, bool) = channels::table
+        .find(channel_id.as_uuid())
+        .select((channels::last_seq, channels::kind, channels::is_private))
+        .for_no_key_update()
+        .first(conn)
+        .await?;
+    let kind = domain::ChannelKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("channel kind {kind}")))?;
+    Ok((last_seq, kind, is_private))
+}
+
 /// Appends `bodies` with seqs `last_seq + 1 ..` (the caller holds the channel lock and built
 /// any message body with the seq it will get) and advances the channel's counter.
 pub async fn append(

@@ -85,9 +85,10 @@ pub struct Posted {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PostError {
-    /// Not (or no longer: banned or left meanwhile) a member.
-    #[error("not a member of the channel")]
-    NotMember,
+    /// Not (or no longer: banned or left meanwhile) a member. For a private channel or a DM
+    /// this is `Denied::NotFound`, so its existence is not confirmed.
+    #[error("not allowed to post here")]
+    Denied(domain::Denied),
     #[error("the channel does not exist")]
     ChannelGone,
     #[error("{field}: {message}")]
@@ -190,13 +191,31 @@ async fn commit_batch(db: &Database, sink: &dyn EventSink, channel_id: ChannelId
     }
 }
 
+/// Which of the non-member authors are banned (only asked when someone is refused).
+async fn banned_authors(
+    conn: &mut AsyncPgConnection,
+    channel: Uuid,
+    authors: &[Uuid],
+    members: &HashSet<Uuid>,
+) -> StoreResult<HashSet<Uuid>> {
+    let outsiders: Vec<Uuid> = authors.iter().filter(|a| !members.contains(a)).copied().collect();
+    Ok(crate::schema::channel_bans::table
+        .filter(crate::schema::channel_bans::channel_id.eq(channel))
+        .filter(crate::schema::channel_bans::user_id.eq_any(&outsiders))
+        .select(crate::schema::channel_bans::user_id)
+        .load::<Uuid>(conn)
+        .await?
+        .into_iter()
+        .collect())
+}
+
 /// One transaction for a channel's batch: lock, check, insert, append events.
 async fn write_batch(
     conn: &mut AsyncPgConnection,
     channel_id: ChannelId,
     requests: &[NewMessage],
 ) -> StoreResult<(Vec<Result<Posted, PostError>>, Vec<ChannelEvent>)> {
-    let last_seq = events::lock_channel(conn, channel_id).await?;
+    let (last_seq, kind, is_private) = events::lock_channel_facts(conn, channel_id).await?;
     let channel = channel_id.as_uuid();
 
     // Membership under the lock: a ban committed before this point wins.
@@ -279,7 +298,12 @@ async fn write_batch(
     for request in requests {
         let author = request.author.as_uuid();
         if !members.contains(&author) {
-            plans.push(Plan::Refused(PostError::NotMember));
+            let banned = banned_authors(conn, channel, &authors, &members).await?;
+            let role = domain::Role::from_facts(false, false, banned.contains(&author));
+            let denied = domain::authorize(kind, is_private, role, domain::Action::Post)
+                .err()
+                .unwrap_or(domain::Denied::Forbidden("join the channel first"));
+            plans.push(Plan::Refused(PostError::Denied(denied)));
             continue;
         }
         if let Some(nonce) = &request.nonce {

@@ -405,7 +405,8 @@ impl Connection {
             }
             Err(error) => {
                 let (code, detail) = match &error {
-                    PostError::NotMember => ("forbidden", "you are not a member of this channel".to_owned()),
+                    PostError::Denied(domain::Denied::NotFound) => ("not_found", "channel not found".to_owned()),
+                    PostError::Denied(_) => ("forbidden", "you may not post in this channel".to_owned()),
                     PostError::ChannelGone => ("not_found", "channel not found".to_owned()),
                     PostError::Invalid { .. } => ("validation_error", error.to_string()),
                     PostError::Store(_) | PostError::Closed => {
