@@ -405,9 +405,10 @@ impl Connection {
             }
             Err(error) => {
                 let (code, detail) = match &error {
-                    PostError::Denied(domain::Denied::NotFound) => ("not_found", "channel not found".to_owned()),
+                    PostError::Denied(domain::Denied::NotFound) | PostError::ChannelGone => {
+                        ("not_found", "channel not found".to_owned())
+                    }
                     PostError::Denied(_) => ("forbidden", "you may not post in this channel".to_owned()),
-                    PostError::ChannelGone => ("not_found", "channel not found".to_owned()),
                     PostError::Invalid { .. } => ("validation_error", error.to_string()),
                     PostError::Store(_) | PostError::Closed => {
                         ("internal_error", "the message could not be stored; retry with the same nonce".to_owned())
