@@ -130,6 +130,7 @@ impl Application {
             tokens,
             revocations,
             hub,
+            accounts: crate::accounts::AccountCache::default(),
             limits: crate::ratelimit::Limits::new(&settings),
             writer,
             files,

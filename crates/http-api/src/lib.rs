@@ -4,6 +4,7 @@
 //! Handlers turn request DTOs into domain values, make one call, and turn the result into a
 //! response DTO.
 
+pub mod accounts;
 pub mod app;
 pub mod config;
 pub mod dto;

@@ -17,6 +17,7 @@ pub struct AppState {
     pub tokens: TokenKeys,
     pub revocations: Revocations,
     pub hub: Hub,
+    pub accounts: crate::accounts::AccountCache,
     pub limits: crate::ratelimit::Limits,
     pub writer: persistence::writer::MessageWriter,
     pub files: Arc<dyn FileStore>,

@@ -19,13 +19,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 pub async fn own_account(state: &AppState, caller: &AuthUser) -> ApiResult<UserDto> {
     let mut conn = state.conn().await?;
-    let user = users::find(&mut conn, caller.id()).await.map_err(|e| match e {
-        // The account behind a valid token is gone: the token no longer stands for anyone.
-        persistence::StoreError::NotFound => {
-            ApiError::Unauthorized { code: "invalid_token", detail: "The account no longer exists.".into() }
-        }
-        other => other.into(),
-    })?;
+    let user = state.accounts.get(&mut conn, caller.id()).await?;
     Ok(UserDto::own(&user, state.hub.presence().is_online(user.id)))
 }
 
@@ -90,6 +84,7 @@ pub async fn update_me(
     }
     let mut conn = state.conn().await?;
     let user = users::update(&mut conn, caller.id(), changes).await?;
+    state.accounts.put(user.clone());
     Ok(web::Json(UserDto::own(&user, state.hub.presence().is_online(user.id))))
 }
 
