@@ -93,6 +93,16 @@ async fn sigterm_during_a_burst_loses_no_acknowledged_post() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
+    // Read the output while the server runs: a full pipe would block its logging.
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&base).await;
     let http = reqwest::Client::new();
@@ -150,17 +160,12 @@ async fn sigterm_during_a_burst_loses_no_acknowledged_post() {
     for poster in posters {
         acknowledged.extend(poster.await.unwrap());
     }
-    let status = tokio::task::spawn_blocking(move || {
+    let (status, logs) = tokio::task::spawn_blocking(move || {
         let status = child.wait().unwrap();
-        let mut logs = String::new();
-        use std::io::Read as _;
-        child.stdout.take().unwrap().read_to_string(&mut logs).unwrap();
-        child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
-        (status, logs)
+        (status, stdout.join().unwrap() + &stderr.join().unwrap())
     })
     .await
     .unwrap();
-    let (status, logs) = status;
     assert!(status.success(), "clean exit after SIGTERM: {status:?}\n{logs}");
     assert!(!acknowledged.is_empty(), "the burst posted something before the signal");
 

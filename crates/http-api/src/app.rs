@@ -284,6 +284,7 @@ fn build_app(
         .configure(routes::health::configure)
         .split_for_parts();
     openapi.info.title.clone_from(&settings.app_name);
+    utoipa::Modify::modify(&crate::openapi::CommonErrors, &mut openapi);
     app.configure(|cfg| routes::docs::configure(cfg, openapi))
         .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::not_found("resource")) }))
         .wrap(cors(&settings))

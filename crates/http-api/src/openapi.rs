@@ -40,3 +40,53 @@ impl Modify for Security {
         );
     }
 }
+
+/// Errors every operation of a kind can answer, added where a handler did not list them:
+/// 401 on authenticated operations; 400, 413, 415 and 422 on those with a body; 422 on those
+/// with query parameters. Keeps the document honest for clients and schema-driven testers.
+/// Applied after the routes have added their paths (see `app.rs`).
+pub struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::content::ContentBuilder;
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::{Ref, ResponseBuilder};
+
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                let authenticated = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let has_body = operation.request_body.is_some();
+                let has_query = operation
+                    .parameters
+                    .as_ref()
+                    .is_some_and(|ps| ps.iter().any(|p| p.parameter_in == ParameterIn::Query));
+                let mut add = |status: &str, description: &str| {
+                    operation.responses.responses.entry(status.to_owned()).or_insert_with(|| error(description).into());
+                };
+                if authenticated {
+                    add("401", "Missing, invalid, expired or revoked token");
+                }
+                if has_body {
+                    add("400", "The body is not valid JSON");
+                    add("413", "The body is too large");
+                    add("415", "Wrong content type");
+                    add("422", "The body does not fit the schema");
+                }
+                if has_query {
+                    add("422", "A query parameter is out of range");
+                }
+            }
+        }
+    }
+}

@@ -129,6 +129,20 @@ async fn user_by_name(conn: &mut AsyncPgConnection, username: &str) -> ApiResult
     Ok(user.summary())
 }
 
+/// For the endpoints that act on a user of a channel (`/channels/{id}/…/{username}`): checks
+/// the caller may do `action` there, then finds the user.
+async fn channel_and_target(
+    state: &AppState,
+    caller: &AuthUser,
+    (id, username): (Uuid, String),
+    action: Action,
+) -> ApiResult<(persistence::PooledConnection, persistence::channels::ChannelAccess, UserSummary)> {
+    let mut conn = state.conn().await?;
+    let access = channel_access(&mut conn, ChannelId::from_uuid(id), caller.id(), action).await?;
+    let target = user_by_name(&mut conn, &username).await?;
+    Ok((conn, access, target))
+}
+
 async fn with_bans(conn: &mut AsyncPgConnection, channel: &domain::Channel) -> ApiResult<ChannelWithBans> {
     let bans = channels::bans(conn, channel.id).await?;
     Ok(ChannelWithBans {
@@ -363,11 +377,8 @@ pub async fn add_member(
     caller: AuthUser,
     path: web::Path<(Uuid, String)>,
 ) -> ApiResult<web::Json<ChannelDto>> {
-    let (id, username) = path.into_inner();
-    let channel_id = ChannelId::from_uuid(id);
-    let mut conn = state.conn().await?;
-    channel_access(&mut conn, channel_id, caller.id(), Action::Invite).await?;
-    let target = user_by_name(&mut conn, &username).await?;
+    let (mut conn, access, target) = channel_and_target(&state, &caller, path.into_inner(), Action::Invite).await?;
+    let channel_id = access.channel.id;
     let (channel, events) = channels::join(&mut conn, channel_id, &target).await.map_err(|e| match e {
         persistence::StoreError::Conflict("user_banned") => ApiError::Conflict {
             code: "user_banned",
@@ -388,13 +399,9 @@ pub async fn ban(
     caller: AuthUser,
     path: web::Path<(Uuid, String)>,
 ) -> ApiResult<web::Json<ChannelWithBans>> {
-    let (id, username) = path.into_inner();
-    let channel_id = ChannelId::from_uuid(id);
-    let mut conn = state.conn().await?;
-    let access = channel_access(&mut conn, channel_id, caller.id(), Action::Moderate).await?;
-    let target = user_by_name(&mut conn, &username).await?;
+    let (mut conn, access, target) = channel_and_target(&state, &caller, path.into_inner(), Action::Moderate).await?;
     domain::access::may_ban(target.id == access.channel.owner_id)?;
-    let (channel, events) = channels::ban(&mut conn, channel_id, &target, caller.id()).await?;
+    let (channel, events) = channels::ban(&mut conn, access.channel.id, &target, caller.id()).await?;
     state.hub.publish(events);
     Ok(web::Json(with_bans(&mut conn, &channel).await?))
 }
@@ -407,12 +414,8 @@ pub async fn unban(
     caller: AuthUser,
     path: web::Path<(Uuid, String)>,
 ) -> ApiResult<web::Json<ChannelWithBans>> {
-    let (id, username) = path.into_inner();
-    let channel_id = ChannelId::from_uuid(id);
-    let mut conn = state.conn().await?;
-    channel_access(&mut conn, channel_id, caller.id(), Action::Moderate).await?;
-    let target = user_by_name(&mut conn, &username).await?;
-    let (channel, events) = channels::unban(&mut conn, channel_id, &target).await?;
+    let (mut conn, access, target) = channel_and_target(&state, &caller, path.into_inner(), Action::Moderate).await?;
+    let (channel, events) = channels::unban(&mut conn, access.channel.id, &target).await?;
     state.hub.publish(events);
     Ok(web::Json(with_bans(&mut conn, &channel).await?))
 }
