@@ -179,3 +179,32 @@ async fn security_headers_are_on_every_response() {
         assert_eq!(reply.header("x-frame-options"), Some("DENY"), "{path}");
     }
 }
+
+/// Slowloris: a body trickled in (or never finished) is cut off with 408, and headers that
+/// never end are dropped by the server's request timeout.
+#[tokio::test]
+async fn slow_bodies_and_endless_headers_are_cut_off() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let app = TestApp::spawn_with(|s| s.body_timeout_seconds = 1).await;
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    slow.write_all(
+        b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n{\"user",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let mut endless = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    endless.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(20), endless.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the server kept a never-ending request open");
+}

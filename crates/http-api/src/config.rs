@@ -63,6 +63,8 @@ pub struct Settings {
     pub ws_queue_capacity: usize,
     /// Prefix of the Redis pub/sub channel, so several deployments can share one Redis.
     pub redis_namespace: String,
+    /// Seconds a client may take to send a JSON body.
+    pub body_timeout_seconds: u64,
 }
 
 impl Default for Settings {
@@ -90,6 +92,7 @@ impl Default for Settings {
             workers: 0,
             ws_queue_capacity: 1024,
             redis_namespace: "chat".into(),
+            body_timeout_seconds: 30,
         }
     }
 }
@@ -118,7 +121,7 @@ impl Settings {
         Ok(settings)
     }
 
-    const VARIABLES: [&'static str; 22] = [
+    const VARIABLES: [&'static str; 23] = [
         "DATABASE_URL",
         "SECRET_KEY",
         "APP_NAME",
@@ -141,6 +144,7 @@ impl Settings {
         "WORKERS",
         "WS_QUEUE_CAPACITY",
         "REDIS_NAMESPACE",
+        "BODY_TIMEOUT_SECONDS",
     ];
 
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -69,12 +69,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let content_type_ok = is_json(req);
+        let timeout = body_timeout(req);
         let mut payload = payload.take();
         Box::pin(async move {
             if !content_type_ok {
                 return Err(ApiError::UnsupportedMediaType("Send the body as application/json.".into()));
             }
-            let body = read_limited(&mut payload, JSON_LIMIT).await?;
+            let body = read_limited(&mut payload, JSON_LIMIT, timeout).await?;
             parse_json(&body).map(JsonBody)
         })
     }
@@ -90,8 +91,29 @@ pub fn is_json(req: &HttpRequest) -> bool {
         })
 }
 
-/// Reads the whole body, refusing it as soon as it passes `limit` bytes.
-pub async fn read_limited<S, E>(payload: &mut S, limit: usize) -> Result<web::BytesMut, ApiError>
+/// How long a client may take to send a JSON body (`BODY_TIMEOUT_SECONDS`): a body trickled
+/// in a byte at a time (slowloris) is cut off with 408.
+pub fn body_timeout(req: &HttpRequest) -> std::time::Duration {
+    let seconds = req.app_data::<web::Data<AppState>>().map_or(30, |state| state.settings.body_timeout_seconds);
+    std::time::Duration::from_secs(seconds)
+}
+
+/// Reads the whole body within `timeout`, refusing it as soon as it passes `limit` bytes.
+pub async fn read_limited<S, E>(
+    payload: &mut S,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<web::BytesMut, ApiError>
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    tokio::time::timeout(timeout, read_all(payload, limit))
+        .await
+        .map_err(|_| ApiError::RequestTimeout("The body took too long to arrive.".into()))?
+}
+
+async fn read_all<S, E>(payload: &mut S, limit: usize) -> Result<web::BytesMut, ApiError>
 where
     S: futures_util::Stream<Item = Result<web::Bytes, E>> + Unpin,
     E: std::fmt::Display,

@@ -10,7 +10,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::dto::UserDto;
 use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
-use crate::extract::{AuthUser, JSON_LIMIT, JsonBody, is_json, parse_json, read_limited};
+use crate::extract::{AuthUser, JSON_LIMIT, JsonBody, body_timeout, is_json, parse_json, read_limited};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -146,7 +146,7 @@ pub async fn login(
             "Send the body as application/json or application/x-www-form-urlencoded.".into(),
         ));
     }
-    let body = read_limited(&mut payload, JSON_LIMIT).await?;
+    let body = read_limited(&mut payload, JSON_LIMIT, body_timeout(&req)).await?;
     let credentials: LoginRequest = if is_form {
         serde_urlencoded::from_bytes(&body).map_err(|e| ApiError::validation("body", e.to_string()))?
     } else {
