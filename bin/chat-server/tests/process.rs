@@ -208,3 +208,69 @@ async fn sigterm_during_a_burst_loses_no_acknowledged_post() {
     assert_eq!(check.orphans, 0, "a message without its event");
     assert_eq!(check.events, check.last_seq, "the event log has a gap");
 }
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Uploads stream to disk: a 48 MiB upload must not raise the server's peak memory by
+/// anything near its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_upload_keeps_server_memory_flat() {
+    let database = TestDatabase::create().await;
+    let port = free_port().to_string();
+    let files = std::env::temp_dir().join(format!("chat-upload-{port}"));
+    let mut child = server(&[
+        ("DATABASE_URL", &database.url),
+        ("PORT", &port),
+        ("BCRYPT_COST", "4"),
+        ("MAX_UPLOAD_BYTES", &(64 * 1024 * 1024).to_string()),
+        ("FILE_STORAGE_DIR", files.to_str().unwrap()),
+        ("RUST_LOG", "warn"),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await;
+    let http = reqwest::Client::new();
+    let register: Value = http
+        .post(format!("{base}/api/auth/register"))
+        .json(&json!({"username": "uploader", "email": "u@example.com", "password": "secretpass"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = register["access_token"].as_str().unwrap().to_owned();
+    let before = peak_rss_kib(child.id());
+
+    // Streamed from the client too, in 64 KiB chunks, so the test does not hold it either.
+    let size: usize = 48 * 1024 * 1024;
+    let chunks = futures_util::stream::iter((0..size / 65_536).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 65_536])));
+    let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(chunks), size as u64)
+        .file_name("big.bin");
+    let reply = http
+        .post(format!("{base}/api/files"))
+        .bearer_auth(&token)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status().as_u16(), 201);
+    let file: Value = reply.json().await.unwrap();
+    assert_eq!(file["size"], size);
+
+    let grown = peak_rss_kib(child.id()).saturating_sub(before);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&files);
+    assert!(grown < 16 * 1024, "peak RSS grew by {grown} KiB for a {} KiB upload", size / 1024);
+}
