@@ -255,12 +255,12 @@ async fn a_large_upload_keeps_server_memory_flat() {
     // Streamed from the client too, in 64 KiB chunks, so the test does not hold it either.
     let size: usize = 48 * 1024 * 1024;
     let chunks = futures_util::stream::iter((0..size / 65_536).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 65_536])));
-    let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(chunks), size as u64)
+    let file_part = reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(chunks), size as u64)
         .file_name("big.bin");
     let reply = http
         .post(format!("{base}/api/files"))
         .bearer_auth(&token)
-        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .multipart(reqwest::multipart::Form::new().part("file", file_part))
         .send()
         .await
         .unwrap();
