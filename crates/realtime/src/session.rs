@@ -120,7 +120,8 @@ pub async fn run(env: SessionEnv, user: UserSummary, session: Session, mut strea
         Err(end) => end,
     };
 
-    let still_registered = connection.env.hub.unregister(connection.conn);
+    // False when the hub already dropped a slow consumer; either way it is gone now.
+    connection.env.hub.unregister(connection.conn);
     if connection.env.hub.presence().disconnect(connection.user.id) {
         let channels: Vec<ChannelId> = connection.last.keys().copied().collect();
         connection.env.hub.presence_changed(&connection.user, &channels, false, None);
@@ -132,7 +133,6 @@ pub async fn run(env: SessionEnv, user: UserSummary, session: Session, mut strea
             (CloseCode::Other(CLOSE_SLOW_CONSUMER), "slow consumer: reconnect and resume", SLOW_CLOSE_WAIT)
         }
     };
-    let _ = still_registered;
     let reason = CloseReason { code, description: Some(description.into()) };
     let _ = tokio::time::timeout(wait, connection.session.close(Some(reason))).await;
 }
