@@ -61,6 +61,9 @@ struct ChannelState {
     /// Events that arrived before their predecessor.
     pending: BTreeMap<i64, ChannelEvent>,
     flush_scheduled: bool,
+    /// Removed from the hub's map (no subscribers, nothing pending): whoever still holds it
+    /// must fetch the channel's current state instead.
+    retired: bool,
 }
 
 /// Something that carries events to the other nodes (Redis pub/sub).
@@ -143,6 +146,34 @@ impl Hub {
         lock(&self.shared.channels).entry(channel_id).or_default().clone()
     }
 
+    /// Runs `f` on the channel's live state, then retires the state when nobody on this node
+    /// receives the channel any more, so the map holds only channels in use. The channel's
+    /// lock is held while the map's is taken, never the reverse (`channel` holds the map's
+    /// lock only to clone the entry).
+    fn with_channel<R>(&self, channel_id: ChannelId, f: impl FnOnce(&mut ChannelState) -> R) -> R {
+        loop {
+            let channel = self.channel(channel_id);
+            let mut state = lock(&channel);
+            if state.retired {
+                continue;
+            }
+            let result = f(&mut state);
+            if state.subscribers.is_empty() && state.pending.is_empty() && !state.flush_scheduled {
+                let mut map = lock(&self.shared.channels);
+                if map.get(&channel_id).is_some_and(|current| Arc::ptr_eq(current, &channel)) {
+                    map.remove(&channel_id);
+                }
+                state.retired = true;
+            }
+            return result;
+        }
+    }
+
+    /// Channels this node keeps state for (for tests and metrics).
+    pub fn channel_count(&self) -> usize {
+        lock(&self.shared.channels).len()
+    }
+
     /// Registers a connection of `user` subscribed to `channels`.
     pub fn register(&self, user: UserId, channels: &[ChannelId]) -> Registration {
         let conn = self.shared.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -156,12 +187,12 @@ impl Hub {
             registry.by_user.entry(user).or_default().insert(conn);
         }
         for &channel_id in channels {
-            let channel = self.channel(channel_id);
-            let mut state = lock(&channel);
-            state.subscribers.push(Subscriber { conn, tx: tx.clone() });
-            if let Some(entry) = lock(&self.shared.registry).conns.get_mut(&conn) {
-                entry.channels.insert(channel_id);
-            }
+            self.with_channel(channel_id, |state| {
+                state.subscribers.push(Subscriber { conn, tx: tx.clone() });
+                if let Some(entry) = lock(&self.shared.registry).conns.get_mut(&conn) {
+                    entry.channels.insert(channel_id);
+                }
+            });
         }
         metrics::gauge!("websocket_connections").increment(1.0);
         Registration { conn, rx, kicked }
@@ -185,8 +216,7 @@ impl Hub {
             entry
         };
         for &channel_id in &entry.channels {
-            let channel = self.channel(channel_id);
-            lock(&channel).subscribers.retain(|s| s.conn != conn);
+            self.with_channel(channel_id, |state| state.subscribers.retain(|s| s.conn != conn));
         }
         metrics::gauge!("websocket_connections").decrement(1.0);
         Some(entry)
@@ -217,19 +247,19 @@ impl Hub {
             by_channel.entry(event.channel_id).or_default().push(event);
         }
         for (channel_id, events) in by_channel {
-            let channel = self.channel(channel_id);
             let mut slow = Vec::new();
-            {
-                let mut state = lock(&channel);
+            let flush = self.with_channel(channel_id, |state| {
                 for event in events {
-                    for ready in sequence(&mut state, event) {
-                        self.fan_out(channel_id, &mut state, &ready, &mut slow);
+                    for ready in sequence(state, event) {
+                        self.fan_out(channel_id, state, &ready, &mut slow);
                     }
                 }
-                if !state.pending.is_empty() && !state.flush_scheduled {
-                    state.flush_scheduled = true;
-                    self.schedule_flush(channel_id);
-                }
+                let flush = !state.pending.is_empty() && !state.flush_scheduled;
+                state.flush_scheduled |= flush;
+                flush
+            });
+            if flush {
+                self.schedule_flush(channel_id);
             }
             self.kick(slow);
         }
@@ -250,17 +280,15 @@ impl Hub {
 
     /// Gives up waiting for missing seqs: delivers what is pending, in order.
     fn flush(&self, channel_id: ChannelId) {
-        let channel = self.channel(channel_id);
         let mut slow = Vec::new();
-        {
-            let mut state = lock(&channel);
+        self.with_channel(channel_id, |state| {
             state.flush_scheduled = false;
             let pending = std::mem::take(&mut state.pending);
             for (seq, event) in pending {
                 state.next = Some(seq + 1);
-                self.fan_out(channel_id, &mut state, &event, &mut slow);
+                self.fan_out(channel_id, state, &event, &mut slow);
             }
-        }
+        });
         self.kick(slow);
     }
 
@@ -465,6 +493,21 @@ mod tests {
         assert_eq!(seqs(&mut owner_conn.rx), vec![1, 2, 3]);
         assert_eq!(seqs(&mut carol_conn.rx), vec![1, 2], "carol sees her ban and nothing after");
         assert!(!hub.is_subscribed(carol_conn.conn, channel));
+    }
+
+    #[tokio::test]
+    async fn channels_nobody_receives_are_forgotten() {
+        let hub = Hub::default();
+        let channel = ChannelId::new();
+        let reg = hub.register(UserId::new(), &[channel]);
+        assert_eq!(hub.channel_count(), 1);
+        hub.publish(vec![event(ChannelId::new(), 1, &EventBody::MemberJoined { user: user("bob") })]);
+        assert_eq!(hub.channel_count(), 1, "a channel without subscribers here keeps no state");
+        hub.unregister(reg.conn);
+        assert_eq!(hub.channel_count(), 0);
+        let again = hub.register(UserId::new(), &[channel]);
+        assert!(hub.is_subscribed(again.conn, channel));
+        assert_eq!(hub.channel_count(), 1);
     }
 
     #[tokio::test]
