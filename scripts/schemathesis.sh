@@ -34,7 +34,8 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENV="$ROOT/.venv-schemathesis"
 # Pinned so a new Schemathesis release cannot change what CI reports overnight.
 SCHEMATHESIS_VERSION="4.32.5"
-REPORT_DIR="$ROOT/target/schemathesis"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+REPORT_DIR="$TARGET_DIR/schemathesis"
 
 log() { printf 'schemathesis.sh: %s\n' "$*" >&2; }
 die() {
@@ -154,7 +155,7 @@ start_server() {
     else
         (cd "$ROOT" && cargo build -p chat-server)
     fi
-    local binary="$ROOT/target/$profile/chat-server"
+    local binary="$TARGET_DIR/$profile/chat-server"
 
     workdir="$(mktemp -d "${TMPDIR:-/tmp}/chat-schemathesis.XXXXXX")"
     database="chat_schemathesis_$$_$RANDOM"
