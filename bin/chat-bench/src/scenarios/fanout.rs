@@ -1,17 +1,14 @@
 //! `fanout`: M members connected by WebSocket to one channel, S senders posting over REST at a
 //! total rate R. Every receiver measures send→receive latency and accounts for every message.
 
-use std::sync::Arc;
-
 use anyhow::{Result, ensure};
 
 use super::baseline::{CeilingPlan, Ceilings};
-use super::{Ctx, baseline_duration, check_rate, seconds};
+use super::{Ctx, baseline_duration, check_rate, one_channel, seconds};
 use crate::cli::FanoutArgs;
 use crate::delivery::{self, DeliveryPlan};
-use crate::receiver::ReceiverSpec;
 use crate::report::Report;
-use crate::senders::{self, Pick, Poster, SendPlan};
+use crate::senders::{self, Pick, SendPlan};
 use crate::setup;
 
 pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> Result<Report> {
@@ -46,7 +43,8 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> Result<Report> {
         None
     };
 
-    let (receivers, posters) = setup::within(ctx.limits, prepare(ctx, args)).await?;
+    let (receivers, posters) =
+        setup::within(ctx.limits, one_channel(ctx, "fanout", args.senders, "m", args.members)).await?;
     let plan = DeliveryPlan {
         label: "fanout",
         receivers,
@@ -72,35 +70,4 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> Result<Report> {
         ceilings.compare(&mut report, &outcome);
     }
     Ok(report)
-}
-
-/// Users, the channel, memberships; returns the receivers and the posters.
-async fn prepare(ctx: &Ctx, args: &FanoutArgs) -> Result<(Vec<ReceiverSpec>, Vec<Poster>)> {
-    let api = &ctx.api;
-    let senders = setup::register_users(api, &ctx.prefix, "s", args.senders, ctx.limits, ctx.progress).await?;
-    let members = setup::register_users(api, &ctx.prefix, "m", args.members, ctx.limits, ctx.progress).await?;
-    let channel_ids =
-        setup::create_channels(api, &ctx.prefix, "fanout", &[&senders[0]], ctx.limits, ctx.progress).await?;
-    let channel_id = Arc::clone(&channel_ids[0]);
-    let joins: Vec<_> = senders[1..].iter().chain(&members).map(|user| (user, Arc::clone(&channel_id))).collect();
-    setup::join_channels(api, &joins, ctx.limits, ctx.progress).await?;
-
-    let receivers = members
-        .iter()
-        .enumerate()
-        .map(|(index, user)| {
-            Ok(ReceiverSpec {
-                index,
-                url: api.target().ws(&user.token)?,
-                channel: 0,
-                channel_id: Arc::clone(&channel_id),
-                source: None,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let posters = senders
-        .iter()
-        .map(|user| Poster { token: Arc::clone(&user.token), channel: 0, channel_id: Arc::clone(&channel_id) })
-        .collect();
-    Ok((receivers, posters))
 }

@@ -2,16 +2,14 @@
 //! with `resume` and their last seen `seq`, over and over, while senders post. Every message
 //! sent after a client's first `ready` must reach it exactly once, live or replayed.
 
-use std::sync::Arc;
-
 use anyhow::{Result, ensure};
 
-use super::{Ctx, check_rate, seconds};
+use super::{Ctx, check_rate, one_channel, seconds};
 use crate::cli::ReconnectArgs;
 use crate::delivery::{self, DeliveryPlan};
-use crate::receiver::{DropPolicy, ReceiverSpec};
+use crate::receiver::DropPolicy;
 use crate::report::Report;
-use crate::senders::{self, Pick, Poster, SendPlan};
+use crate::senders::{self, Pick, SendPlan};
 use crate::setup;
 
 pub async fn run(ctx: &Ctx, args: &ReconnectArgs) -> Result<Report> {
@@ -30,7 +28,8 @@ pub async fn run(ctx: &Ctx, args: &ReconnectArgs) -> Result<Report> {
         .param("online_ms", format!("{}..{}", args.online_min_ms, args.online_max_ms))
         .param("offline_ms", format!("0..{}", args.offline_max_ms));
 
-    let (receivers, posters) = setup::within(ctx.limits, prepare(ctx, args)).await?;
+    let (receivers, posters) =
+        setup::within(ctx.limits, one_channel(ctx, "reconnect", args.senders, "c", args.clients)).await?;
     let plan = DeliveryPlan {
         label: "reconnect",
         receivers,
@@ -70,33 +69,4 @@ pub async fn run(ctx: &Ctx, args: &ReconnectArgs) -> Result<Report> {
         );
     }
     Ok(report)
-}
-
-async fn prepare(ctx: &Ctx, args: &ReconnectArgs) -> Result<(Vec<ReceiverSpec>, Vec<Poster>)> {
-    let api = &ctx.api;
-    let senders = setup::register_users(api, &ctx.prefix, "s", args.senders, ctx.limits, ctx.progress).await?;
-    let clients = setup::register_users(api, &ctx.prefix, "c", args.clients, ctx.limits, ctx.progress).await?;
-    let channel_ids =
-        setup::create_channels(api, &ctx.prefix, "reconnect", &[&senders[0]], ctx.limits, ctx.progress).await?;
-    let channel_id = Arc::clone(&channel_ids[0]);
-    let joins: Vec<_> = senders[1..].iter().chain(&clients).map(|user| (user, Arc::clone(&channel_id))).collect();
-    setup::join_channels(api, &joins, ctx.limits, ctx.progress).await?;
-    let receivers = clients
-        .iter()
-        .enumerate()
-        .map(|(index, user)| {
-            Ok(ReceiverSpec {
-                index,
-                url: api.target().ws(&user.token)?,
-                channel: 0,
-                channel_id: Arc::clone(&channel_id),
-                source: None,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let posters = senders
-        .iter()
-        .map(|user| Poster { token: Arc::clone(&user.token), channel: 0, channel_id: Arc::clone(&channel_id) })
-        .collect();
-    Ok((receivers, posters))
 }
