@@ -60,6 +60,20 @@ fn an_unreachable_database_is_named_not_panicked_about() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// Registers an account on the running binary and returns its access token.
+async fn register(http: &reqwest::Client, base: &str, username: &str, email: &str, password: &str) -> String {
+    let reply: Value = http
+        .post(format!("{base}/api/auth/register"))
+        .json(&json!({"username": username, "email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply["access_token"].as_str().unwrap().to_owned()
+}
+
 async fn wait_ready(base: &str) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -106,16 +120,7 @@ async fn sigterm_during_a_burst_loses_no_acknowledged_post() {
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&base).await;
     let http = reqwest::Client::new();
-    let register: Value = http
-        .post(format!("{base}/api/auth/register"))
-        .json(&json!({"username": "burster", "email": "b@example.com", "password": "supersecretpassword"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = register["access_token"].as_str().unwrap().to_owned();
+    let token = register(&http, &base, "burster", "b@example.com", "supersecretpassword").await;
     let channel: Value = http
         .post(format!("{base}/api/channels"))
         .bearer_auth(&token)
@@ -240,16 +245,7 @@ async fn a_large_upload_keeps_server_memory_flat() {
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&base).await;
     let http = reqwest::Client::new();
-    let register: Value = http
-        .post(format!("{base}/api/auth/register"))
-        .json(&json!({"username": "uploader", "email": "u@example.com", "password": "secretpass"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = register["access_token"].as_str().unwrap().to_owned();
+    let token = register(&http, &base, "uploader", "u@example.com", "secretpass").await;
     let before = peak_rss_kib(child.id());
 
     // Streamed from the client too, in 64 KiB chunks, so the test does not hold it either.
