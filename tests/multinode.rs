@@ -29,6 +29,19 @@ async fn two_nodes() -> (TestApp, TestApp, Proxy) {
     (a, b, proxy)
 }
 
+/// Alice registers on node a and creates `general`; Bob registers on node b and joins it.
+/// Returns their tokens and the channel id.
+async fn alice_on_a_and_bob_on_b(a: &TestApp, b: &TestApp) -> (String, String, String) {
+    let alice = a.user("alice").await;
+    let bob = b.user("bob").await;
+    let channel = a.client.post("/api/channels", Some(&alice), &json!({"name": "general"})).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.client.post_empty(&format!("/api/channels/{channel}/join"), Some(&bob)).await.assert_status(200);
+    (alice, bob, channel)
+}
+
 async fn connect(app: &TestApp, token: &str) -> WsClient {
     let mut ws = WsClient::connect(&app.ws_url(&format!("/api/ws?token={token}"))).await.unwrap();
     assert_eq!(ws.next_json().await["type"], "ready");
@@ -66,13 +79,7 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_posted_on_one_node_reaches_clients_of_the_other_in_order() {
     let (a, b, _proxy) = two_nodes().await;
-    let alice = a.user("alice").await;
-    let bob = b.user("bob").await;
-    let channel = a.client.post("/api/channels", Some(&alice), &json!({"name": "general"})).await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    b.client.post_empty(&format!("/api/channels/{channel}/join"), Some(&bob)).await.assert_status(200);
+    let (alice, bob, channel) = alice_on_a_and_bob_on_b(&a, &b).await;
 
     let mut alice_on_a = connect(&a, &alice).await;
     let mut bob_on_b = connect(&b, &bob).await;
@@ -105,13 +112,7 @@ async fn a_message_posted_on_one_node_reaches_clients_of_the_other_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_and_restoring_a_nodes_redis_link_loses_nothing() {
     let (a, b, proxy) = two_nodes().await;
-    let alice = a.user("alice").await;
-    let bob = b.user("bob").await;
-    let channel = a.client.post("/api/channels", Some(&alice), &json!({"name": "general"})).await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    b.client.post_empty(&format!("/api/channels/{channel}/join"), Some(&bob)).await.assert_status(200);
+    let (alice, bob, channel) = alice_on_a_and_bob_on_b(&a, &b).await;
 
     let mut live = connect(&a, &alice).await;
     let before = post(&b, &bob, &channel, "before the cut").await;
