@@ -295,11 +295,16 @@ async fn write_batch(
     let mut rows: Vec<MessageRow> = Vec::new();
     let mut batch_nonces: HashMap<(Uuid, String), usize> = HashMap::new();
     let now = OffsetDateTime::now_utc();
+    // Asked at most once per batch, and only when someone is refused.
+    let mut banned: Option<HashSet<Uuid>> = None;
     for request in requests {
         let author = request.author.as_uuid();
         if !members.contains(&author) {
-            let banned = banned_authors(conn, channel, &authors, &members).await?;
-            let role = domain::Role::from_facts(false, false, banned.contains(&author));
+            if banned.is_none() {
+                banned = Some(banned_authors(conn, channel, &authors, &members).await?);
+            }
+            let banned = banned.as_ref().is_some_and(|b| b.contains(&author));
+            let role = domain::Role::from_facts(false, false, banned);
             let denied = domain::authorize(kind, is_private, role, domain::Action::Post)
                 .err()
                 .unwrap_or(domain::Denied::Forbidden("join the channel first"));
