@@ -241,15 +241,14 @@ pub async fn edit_message(
     let id = MessageId::from_uuid(*id);
     let mut conn = state.conn().await?;
     message_access(&mut conn, id, &caller, Action::Post).await?;
-    let (author, deleted) = messages::author(&mut conn, id).await?;
-    if author != caller.id() {
+    let current = messages::get(&mut conn, id, caller.id()).await?;
+    if current.user_id != caller.id() {
         return Err(ApiError::Forbidden("only the author may edit a message".into()));
     }
-    if deleted {
+    if current.deleted {
         return Err(ApiError::not_found("message"));
     }
-    let has_attachments = !messages::get(&mut conn, id, caller.id()).await?.attachments.is_empty();
-    let content = MessageContent::parse(&body.0.content, has_attachments)?;
+    let content = MessageContent::parse(&body.0.content, !current.attachments.is_empty())?;
     let (message, events) = messages::edit(&mut conn, id, &content).await?;
     state.hub.publish(events);
     let message = messages::get(&mut conn, message.id, caller.id()).await?;
