@@ -194,7 +194,6 @@ impl Hub {
                 }
             });
         }
-        metrics::gauge!("websocket_connections").increment(1.0);
         Registration { conn, rx, kicked }
     }
 
@@ -218,7 +217,6 @@ impl Hub {
         for &channel_id in &entry.channels {
             self.with_channel(channel_id, |state| state.subscribers.retain(|s| s.conn != conn));
         }
-        metrics::gauge!("websocket_connections").decrement(1.0);
         Some(entry)
     }
 
