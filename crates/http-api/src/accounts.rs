@@ -17,6 +17,16 @@ const TTL: Duration = Duration::from_secs(1);
 /// Past this many entries, expired ones are swept before inserting.
 const SWEEP_AT: usize = 100_000;
 
+/// The account behind a valid token is gone: the token no longer stands for anyone (401).
+pub fn account_gone(error: StoreError) -> ApiError {
+    match error {
+        StoreError::NotFound => {
+            ApiError::Unauthorized { code: "invalid_token", detail: "The account no longer exists.".into() }
+        }
+        other => other.into(),
+    }
+}
+
 #[derive(Default)]
 pub struct AccountCache {
     entries: Mutex<HashMap<UserId, (User, Instant)>>,
@@ -28,12 +38,7 @@ impl AccountCache {
         if let Some(user) = self.cached(id) {
             return Ok(user);
         }
-        let user = users::find(conn, id).await.map_err(|e| match e {
-            StoreError::NotFound => {
-                ApiError::Unauthorized { code: "invalid_token", detail: "The account no longer exists.".into() }
-            }
-            other => other.into(),
-        })?;
+        let user = users::find(conn, id).await.map_err(account_gone)?;
         self.put(user.clone());
         Ok(user)
     }

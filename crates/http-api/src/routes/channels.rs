@@ -113,12 +113,7 @@ pub struct ReadMarker {
 }
 
 async fn caller_summary(conn: &mut AsyncPgConnection, caller: &AuthUser) -> ApiResult<UserSummary> {
-    users::summary(conn, caller.id()).await.map_err(|e| match e {
-        persistence::StoreError::NotFound => {
-            ApiError::Unauthorized { code: "invalid_token", detail: "The account no longer exists.".into() }
-        }
-        other => other.into(),
-    })
+    users::summary(conn, caller.id()).await.map_err(crate::accounts::account_gone)
 }
 
 async fn user_by_name(conn: &mut AsyncPgConnection, username: &str) -> ApiResult<UserSummary> {

@@ -91,12 +91,7 @@ async fn upgrade(
     }
     let user = {
         let mut conn = state.conn().await?;
-        persistence::users::summary(&mut conn, claims.user_id()).await.map_err(|e| match e {
-            persistence::StoreError::NotFound => {
-                ApiError::Unauthorized { code: "invalid_token", detail: "The account no longer exists.".into() }
-            }
-            other => other.into(),
-        })?
+        persistence::users::summary(&mut conn, claims.user_id()).await.map_err(crate::accounts::account_gone)?
     };
     realtime::start(req, body, state.session_env(), user).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
