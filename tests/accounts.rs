@@ -272,6 +272,9 @@ async fn patch_me_changes_profile_and_guards_credentials() {
         )
         .await;
     assert_eq!(changed.assert_status(200)["email"], "new@example.com");
+    // The password change revoked the old token and handed back a fresh one.
+    app.client.get("/api/users/me", Some(&token)).await.assert_error(401, "token_revoked");
+    let token = changed.body["access_token"].as_str().unwrap().to_owned();
     app.client
         .post("/api/auth/login", None, &json!({"username": "alice", "password": "secretpass"}))
         .await

@@ -216,9 +216,10 @@ async fn a_ban_stops_delivery_at_once_with_member_banned() {
     messages(&mut owner_ws, &general, 1).await;
     let leaked = eve_ws.next_json_within(Duration::from_millis(500)).await;
     assert!(leaked.is_none(), "eve still received {leaked:?}");
-    // And over the socket she cannot post there either.
+    // And over the socket she cannot post there either: the same answer as REST gives a
+    // banned user of a public channel (403).
     eve_ws.send_json(&json!({"type": "message", "data": {"channel_id": general, "content": "hi", "nonce": "x"}})).await;
-    assert_eq!(eve_ws.next_of("error").await["data"]["code"], "not_found");
+    assert_eq!(eve_ws.next_of("error").await["data"]["code"], "forbidden");
 }
 
 #[tokio::test]

@@ -57,6 +57,16 @@ impl Claims {
     pub fn expires_at(&self) -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(self.exp).unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
+
+    /// When the token was issued, in Unix milliseconds: the time in its UUID v7 id, which
+    /// is finer than `iat`'s seconds (a token issued just after a password change in the
+    /// same second must survive it, one issued just before must not).
+    pub fn issued_at_ms(&self) -> i64 {
+        self.jti.get_timestamp().map_or(self.iat.saturating_mul(1000), |ts| {
+            let (seconds, nanos) = ts.to_unix();
+            (seconds as i64).saturating_mul(1000) + i64::from(nanos / 1_000_000)
+        })
+    }
 }
 
 pub struct IssuedToken {

@@ -14,15 +14,17 @@ pub mod file;
 pub mod ids;
 pub mod message;
 pub mod pagination;
+pub mod posting;
 pub mod timestamp;
 pub mod user;
 
 pub use access::{Action, Denied, Role, authorize};
 pub use channel::{Channel, ChannelDescription, ChannelKind, ChannelName, ChannelSummary};
 pub use error::DomainError;
-pub use events::{ChannelEvent, EventBody, EventKind, EventSink};
+pub use events::{ChannelEvent, Committed, EventBody, EventKind, EventSink, MembershipChange};
 pub use file::{FileMeta, sanitize_filename};
 pub use ids::{ChannelId, FileId, MessageId, UserId};
 pub use message::{Emoji, Message, MessageContent, ReactionDetail, ReactionSummary};
 pub use pagination::{Cursor, Limit, Page};
+pub use posting::NewMessage;
 pub use user::{DisplayName, Email, Password, User, UserSummary, Username};

@@ -79,15 +79,26 @@ impl Email {
     }
 }
 
-/// A plain-text password on its way to being hashed: 8–128 characters. It never prints.
+/// A plain-text password on its way to being hashed: 8–128 characters and at most 72 bytes
+/// (bcrypt ignores everything after the 72nd byte, so a longer one would be silently
+/// truncated). It never prints.
 #[derive(Clone)]
 pub struct Password(String);
 
 impl Password {
+    /// bcrypt's input limit.
+    pub const MAX_BYTES: usize = 72;
+
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let len = raw.chars().count();
         if !(8..=128).contains(&len) {
             return Err(DomainError::invalid("password", "must be 8 to 128 characters long"));
+        }
+        if raw.len() > Self::MAX_BYTES {
+            return Err(DomainError::invalid(
+                "password",
+                format!("must be at most {} bytes (bcrypt ignores the rest)", Self::MAX_BYTES),
+            ));
         }
         if raw.contains('\0') {
             return Err(DomainError::invalid("password", "must not contain NUL characters"));
@@ -217,7 +228,11 @@ mod tests {
             &[
                 ("secretpass", true),
                 ("short", false),
-                (&"p".repeat(128), true),
+                (&"p".repeat(72), true),
+                (&"p".repeat(73), false),
+                // Characters count for the length, bytes for bcrypt's limit.
+                (&"é".repeat(36), true),
+                (&"é".repeat(37), false),
                 (&"p".repeat(129), false),
                 ("has\0nul!", false),
             ],

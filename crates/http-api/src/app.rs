@@ -115,8 +115,9 @@ impl Application {
         background.push(tokio::spawn(janitor(db.clone(), files.clone())));
         let (shutdown_tx, shutdown) = realtime::shutdown_switch();
         let hub = Hub::new(settings.ws_queue_capacity);
+        background.push(tokio::spawn(close_revoked_sockets(revocations.clone(), hub.clone())));
         if let Some(url) = &settings.redis_url {
-            realtime::RedisRelay::start(&url.0, &settings.redis_namespace, hub.clone())
+            realtime::RedisRelay::start(&url.0, &settings.redis_namespace, hub.clone(), db.clone())
                 .await
                 .map_err(|e| StartError::Other(format!("REDIS_URL: cannot connect to Redis: {e}")))?;
             tracing::info!("multi-node fan-out through Redis is on");
@@ -223,6 +224,21 @@ async fn wait_for_signal() {
 
 /// Hourly housekeeping: the event log keeps 7 days, idempotency nonces 24 hours, and
 /// uploads that no message refers to are removed after 24 hours.
+/// Closes, with 4001, the WebSockets whose token a revocation made here or on another node
+/// no longer accepts (logout, password change), within the revocation sync's interval.
+async fn close_revoked_sockets(revocations: Revocations, hub: Hub) {
+    let mut changes = revocations.changes();
+    while changes.changed().await.is_ok() {
+        let closed = hub.close_revoked(
+            |credential| revocations.rejects(credential.token, credential.user, credential.issued_at),
+            "token revoked: sign in again",
+        );
+        if closed > 0 {
+            tracing::info!(closed, "closed WebSockets of revoked tokens");
+        }
+    }
+}
+
 async fn janitor(db: Database, files: Arc<dyn crate::files::FileStore>) {
     const EVENT_RETENTION: time::Duration = time::Duration::days(7);
     const DAY: time::Duration = time::Duration::hours(24);
@@ -238,6 +254,9 @@ async fn janitor(db: Database, files: Arc<dyn crate::files::FileStore>) {
         }
         if let Err(error) = persistence::messages::purge_nonces(&mut conn, now - DAY).await {
             tracing::warn!(%error, "nonce purge failed");
+        }
+        if let Err(error) = persistence::login_failures::purge(&mut conn, crate::config::LOGIN_FAILURE_WINDOW).await {
+            tracing::warn!(%error, "login failure purge failed");
         }
         match persistence::files::purge_orphans(&mut conn, now - DAY).await {
             Ok(ids) => {

@@ -65,7 +65,13 @@ pub struct Settings {
     pub redis_namespace: String,
     /// Seconds a client may take to send a JSON body.
     pub body_timeout_seconds: u64,
+    /// Failed logins (and wrong `current_password`s) one account may have in
+    /// [`LOGIN_FAILURE_WINDOW`], from any address, before it answers 429; 0 turns it off.
+    pub login_failures_per_account: u32,
 }
+
+/// The window of [`Settings::login_failures_per_account`].
+pub const LOGIN_FAILURE_WINDOW: time::Duration = time::Duration::minutes(15);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -93,6 +99,7 @@ impl Default for Settings {
             ws_queue_capacity: 1024,
             redis_namespace: "chat".into(),
             body_timeout_seconds: 30,
+            login_failures_per_account: 10,
         }
     }
 }
@@ -110,7 +117,7 @@ impl Settings {
     pub fn load() -> Result<Self, ConfigError> {
         let _ = dotenvy::dotenv();
         let settings: Self = Figment::from(Serialized::defaults(Self::default()))
-            .merge(Env::raw().only(&Self::VARIABLES).map(|key| key.as_str().to_ascii_lowercase().into()))
+            .merge(Env::raw().only(Self::VARIABLES).map(|key| key.as_str().to_ascii_lowercase().into()))
             .extract()
             .map_err(|error| {
                 let variable =
@@ -121,7 +128,7 @@ impl Settings {
         Ok(settings)
     }
 
-    const VARIABLES: [&'static str; 23] = [
+    const VARIABLES: &'static [&'static str] = &[
         "DATABASE_URL",
         "SECRET_KEY",
         "APP_NAME",
@@ -145,6 +152,7 @@ impl Settings {
         "WS_QUEUE_CAPACITY",
         "REDIS_NAMESPACE",
         "BODY_TIMEOUT_SECONDS",
+        "LOGIN_FAILURES_PER_ACCOUNT",
     ];
 
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -168,6 +168,7 @@ impl From<persistence::StoreError> for ApiError {
         match error {
             StoreError::NotFound => Self::not_found("resource"),
             StoreError::Conflict(code) => Self::Conflict { code, detail: conflict_detail(code).to_owned() },
+            StoreError::Denied(denied) => denied.into(),
             StoreError::Unavailable(cause) => {
                 tracing::error!(%cause, "database unavailable");
                 Self::Unavailable

@@ -29,7 +29,7 @@ impl AppState {
     /// Checks a bearer token: signature, expiry, then revocation (in memory, no query).
     pub fn authenticate(&self, token: &str) -> Result<Claims, ApiError> {
         let claims = self.tokens.verify(token)?;
-        if self.revocations.is_revoked(claims.jti) {
+        if self.revocations.rejects_claims(&claims) {
             return Err(auth::AuthError::Revoked.into());
         }
         Ok(claims)

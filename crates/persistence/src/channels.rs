@@ -5,8 +5,8 @@ use diesel::dsl::{exists, not};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use domain::{
-    Channel, ChannelDescription, ChannelEvent, ChannelId, ChannelKind, ChannelName, ChannelSummary, EventBody, Role,
-    User, UserId, UserSummary,
+    Channel, ChannelDescription, ChannelEvent, ChannelId, ChannelKind, ChannelName, ChannelSummary, Committed,
+    EventBody, Role, User, UserId, UserSummary,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -96,7 +96,7 @@ pub async fn create(
     name: &ChannelName,
     description: Option<&ChannelDescription>,
     is_private: bool,
-) -> StoreResult<(Channel, Vec<ChannelEvent>)> {
+) -> StoreResult<Committed<Channel>> {
     let row = ChannelRow {
         id: Uuid::now_v7(),
         name: name.as_str().to_owned(),
@@ -113,7 +113,7 @@ pub async fn create(
         diesel::insert_into(channels::table).values(&row).execute(conn).await?;
         let channel_id = ChannelId::from_uuid(row.id);
         let events = add_members(conn, channel_id, std::slice::from_ref(owner)).await?;
-        Ok((find(conn, channel_id).await?, events))
+        Ok(Committed::new(find(conn, channel_id).await?, events))
     })
     .await
 }
@@ -150,7 +150,7 @@ async fn add_members(
         .set(channels::member_count.eq(channels::member_count + joined.len() as i64))
         .execute(conn)
         .await?;
-    events::append(conn, channel_id, last_seq, &joined).await
+    events::append(conn, channel_id, last_seq, joined).await
 }
 
 /// Joins (or is added to) a channel; idempotent. Refuses banned users with `Conflict` —
@@ -159,14 +159,14 @@ pub async fn join(
     conn: &mut AsyncPgConnection,
     channel_id: ChannelId,
     user: &UserSummary,
-) -> StoreResult<(Channel, Vec<ChannelEvent>)> {
+) -> StoreResult<Committed<Channel>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         events::lock_channel(conn, channel_id).await?;
         if is_banned(conn, channel_id, user.id).await? {
             return Err(StoreError::Conflict("user_banned"));
         }
         let events = add_members(conn, channel_id, std::slice::from_ref(user)).await?;
-        Ok((find(conn, channel_id).await?, events))
+        Ok(Committed::new(find(conn, channel_id).await?, events))
     })
     .await
 }
@@ -188,7 +188,7 @@ async fn remove_member(
     last_seq: i64,
     event: EventBody,
 ) -> StoreResult<(bool, Vec<ChannelEvent>)> {
-    let Some(user) = event.member().map(|u| u.id) else {
+    let Some(user) = event.membership().and_then(domain::MembershipChange::subject) else {
         return Ok((false, Vec::new()));
     };
     let removed = diesel::delete(
@@ -205,19 +205,19 @@ async fn remove_member(
         .set(channels::member_count.eq(channels::member_count - 1))
         .execute(conn)
         .await?;
-    Ok((true, events::append(conn, channel_id, last_seq, &[event]).await?))
+    Ok((true, events::append(conn, channel_id, last_seq, vec![event]).await?))
 }
 
 pub async fn leave(
     conn: &mut AsyncPgConnection,
     channel_id: ChannelId,
     user: &UserSummary,
-) -> StoreResult<Vec<ChannelEvent>> {
+) -> StoreResult<Committed<()>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let last_seq = events::lock_channel(conn, channel_id).await?;
         let (_, events) =
             remove_member(conn, channel_id, last_seq, EventBody::MemberLeft { user: user.clone() }).await?;
-        Ok(events)
+        Ok(Committed::new((), events))
     })
     .await
 }
@@ -250,7 +250,7 @@ pub async fn ban(
     channel_id: ChannelId,
     target: &UserSummary,
     by: UserId,
-) -> StoreResult<(Channel, Vec<ChannelEvent>)> {
+) -> StoreResult<Committed<Channel>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let last_seq = events::lock_channel(conn, channel_id).await?;
         let inserted = diesel::insert_into(channel_bans::table)
@@ -277,10 +277,10 @@ pub async fn ban(
                     .execute(conn)
                     .await?;
             }
-            events =
-                events::append(conn, channel_id, last_seq, &[EventBody::MemberBanned { user: target.clone() }]).await?;
+            events = events::append(conn, channel_id, last_seq, vec![EventBody::MemberBanned { user: target.clone() }])
+                .await?;
         }
-        Ok((find(conn, channel_id).await?, events))
+        Ok(Committed::new(find(conn, channel_id).await?, events))
     })
     .await
 }
@@ -290,7 +290,7 @@ pub async fn unban(
     conn: &mut AsyncPgConnection,
     channel_id: ChannelId,
     target: &UserSummary,
-) -> StoreResult<(Channel, Vec<ChannelEvent>)> {
+) -> StoreResult<Committed<Channel>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let last_seq = events::lock_channel(conn, channel_id).await?;
         let removed = diesel::delete(
@@ -301,11 +301,11 @@ pub async fn unban(
         .execute(conn)
         .await?;
         let events = if removed > 0 {
-            events::append(conn, channel_id, last_seq, &[EventBody::MemberUnbanned { user: target.clone() }]).await?
+            events::append(conn, channel_id, last_seq, vec![EventBody::MemberUnbanned { user: target.clone() }]).await?
         } else {
             Vec::new()
         };
-        Ok((find(conn, channel_id).await?, events))
+        Ok(Committed::new(find(conn, channel_id).await?, events))
     })
     .await
 }
@@ -451,7 +451,7 @@ pub async fn update(
     conn: &mut AsyncPgConnection,
     channel_id: ChannelId,
     changes: ChannelChanges,
-) -> StoreResult<(Channel, Vec<ChannelEvent>)> {
+) -> StoreResult<Committed<Channel>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let last_seq = events::lock_channel(conn, channel_id).await?;
         if let Some(name) = &changes.name {
@@ -472,10 +472,10 @@ pub async fn update(
             conn,
             channel_id,
             last_seq,
-            &[EventBody::ChannelUpdated { channel: Box::new(channel.clone()) }],
+            vec![EventBody::ChannelUpdated { channel: Box::new(channel.clone()) }],
         )
         .await?;
-        Ok((channel, events))
+        Ok(Committed::new(channel, events))
     })
     .await
 }
@@ -483,16 +483,16 @@ pub async fn update(
 /// Deletes the channel with its messages, reactions and attachment links. The log keeps
 /// only the `channel_deleted` event, so reconnecting clients learn of it and nothing of the
 /// channel's content outlives it.
-pub async fn delete(conn: &mut AsyncPgConnection, channel_id: ChannelId, by: UserId) -> StoreResult<Vec<ChannelEvent>> {
+pub async fn delete(conn: &mut AsyncPgConnection, channel_id: ChannelId, by: UserId) -> StoreResult<Committed<()>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let last_seq = events::lock_channel(conn, channel_id).await?;
         diesel::delete(channel_events::table.filter(channel_events::channel_id.eq(channel_id.as_uuid())))
             .execute(conn)
             .await?;
         let events =
-            events::append(conn, channel_id, last_seq, &[EventBody::ChannelDeleted { deleted_by: by }]).await?;
+            events::append(conn, channel_id, last_seq, vec![EventBody::ChannelDeleted { deleted_by: by }]).await?;
         diesel::delete(channels::table.find(channel_id.as_uuid())).execute(conn).await?;
-        Ok(events)
+        Ok(Committed::new((), events))
     })
     .await
 }
@@ -518,7 +518,7 @@ pub async fn open_dm(
     conn: &mut AsyncPgConnection,
     a: &UserSummary,
     b: &UserSummary,
-) -> StoreResult<(Channel, bool, Vec<ChannelEvent>)> {
+) -> StoreResult<Committed<(Channel, bool)>> {
     let (first, second) = if a.id <= b.id { (a, b) } else { (b, a) };
     let key = format!("{}:{}", first.id, second.id);
     conn.transaction::<_, StoreError, _>(async |conn| {
@@ -549,7 +549,26 @@ pub async fn open_dm(
         } else {
             Vec::new()
         };
-        Ok((find(conn, channel_id).await?, inserted == 1, events))
+        Ok(Committed::new((find(conn, channel_id).await?, inserted == 1), events))
     })
     .await
+}
+
+/// The newest seq of each of `ids` that still exists.
+pub async fn last_seqs(conn: &mut AsyncPgConnection, ids: &[ChannelId]) -> StoreResult<Vec<(ChannelId, i64)>> {
+    let ids: Vec<Uuid> = ids.iter().map(ChannelId::as_uuid).collect();
+    let rows: Vec<(Uuid, i64)> =
+        channels::table.filter(channels::id.eq_any(&ids)).select((channels::id, channels::last_seq)).load(conn).await?;
+    Ok(rows.into_iter().map(|(id, seq)| (ChannelId::from_uuid(id), seq)).collect())
+}
+
+/// The channels each of `users` is a member of.
+pub async fn memberships_of(conn: &mut AsyncPgConnection, users: &[UserId]) -> StoreResult<Vec<(UserId, ChannelId)>> {
+    let users: Vec<Uuid> = users.iter().map(UserId::as_uuid).collect();
+    let rows: Vec<(Uuid, Uuid)> = memberships::table
+        .filter(memberships::user_id.eq_any(&users))
+        .select((memberships::user_id, memberships::channel_id))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(user, channel)| (UserId::from_uuid(user), ChannelId::from_uuid(channel))).collect())
 }

@@ -16,6 +16,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("database error: {0}")]
     Database(#[source] DieselError),
+    /// The access rules refused the change, decided under the channel's lock.
+    #[error("not allowed: {0:?}")]
+    Denied(domain::Denied),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
 }

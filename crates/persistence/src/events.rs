@@ -9,7 +9,7 @@
 
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::{ChannelEvent, ChannelId, EventBody, EventKind};
+use domain::{ChannelEvent, ChannelId, EventBody};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -30,14 +30,23 @@ pub(crate) struct EventRow {
 impl TryFrom<EventRow> for ChannelEvent {
     type Error = StoreError;
     fn try_from(row: EventRow) -> StoreResult<Self> {
-        Ok(ChannelEvent {
-            channel_id: ChannelId::from_uuid(row.channel_id),
-            seq: row.seq,
-            kind: EventKind::parse(&row.kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown event kind {}", row.kind)))?,
-            data: row.data,
-            subject: row.subject_id.map(domain::UserId::from_uuid),
-        })
+        let body = EventBody::from_data(&row.kind, row.data)
+            .map_err(|e| StoreError::Corrupt(format!("event {} of {}: {e}", row.seq, row.channel_id)))?;
+        Ok(ChannelEvent::new(ChannelId::from_uuid(row.channel_id), row.seq, row.created_at, body))
+    }
+}
+
+impl From<&ChannelEvent> for EventRow {
+    fn from(event: &ChannelEvent) -> Self {
+        Self {
+            channel_id: event.channel_id.as_uuid(),
+            seq: event.seq,
+            kind: event.kind().as_str().to_owned(),
+            data: event.body.to_data(),
+            // Kept for finding a user's membership events without reading `data`.
+            subject_id: event.membership().and_then(domain::MembershipChange::subject).map(|u| u.as_uuid()),
+            created_at: event.at,
+        }
     }
 }
 
@@ -45,6 +54,21 @@ impl TryFrom<EventRow> for ChannelEvent {
 /// `NotFound` when the channel does not exist (or was deleted meanwhile).
 pub async fn lock_channel(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> StoreResult<i64> {
     Ok(channels::table.find(channel_id.as_uuid()).select(channels::last_seq).for_no_key_update().first(conn).await?)
+}
+
+/// [`lock_channel`], then decides `action` for `user` with [`domain::authorize`] under the
+/// lock, so a ban or a removal that committed first wins over the change that follows.
+pub async fn lock_and_authorize(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    user: domain::UserId,
+    action: domain::Action,
+) -> StoreResult<(i64, crate::channels::ChannelAccess)> {
+    let last_seq = lock_channel(conn, channel_id).await?;
+    let access = crate::channels::access(conn, channel_id, user).await?;
+    domain::authorize(access.channel.kind, access.channel.is_private, access.role, action)
+        .map_err(StoreError::Denied)?;
+    Ok((last_seq, access))
 }
 
 /// [`lock_channel`], also returning what access decisions need: `(last_seq, kind, is_private)`.
@@ -68,25 +92,18 @@ pub async fn append(
     conn: &mut AsyncPgConnection,
     channel_id: ChannelId,
     last_seq: i64,
-    bodies: &[EventBody],
+    bodies: Vec<EventBody>,
 ) -> StoreResult<Vec<ChannelEvent>> {
     if bodies.is_empty() {
         return Ok(Vec::new());
     }
     let now = OffsetDateTime::now_utc();
-    let events: Vec<ChannelEvent> =
-        bodies.iter().zip(last_seq + 1..).map(|(body, seq)| ChannelEvent::new(channel_id, seq, body)).collect();
-    let rows: Vec<EventRow> = events
-        .iter()
-        .map(|e| EventRow {
-            channel_id: channel_id.as_uuid(),
-            seq: e.seq,
-            kind: e.kind.as_str().to_owned(),
-            data: e.data.clone(),
-            subject_id: e.subject.map(|u| u.as_uuid()),
-            created_at: now,
-        })
+    let events: Vec<ChannelEvent> = bodies
+        .into_iter()
+        .zip(last_seq + 1..)
+        .map(|(body, seq)| ChannelEvent::new(channel_id, seq, now, body))
         .collect();
+    let rows: Vec<EventRow> = events.iter().map(EventRow::from).collect();
     diesel::insert_into(channel_events::table).values(&rows).execute(conn).await?;
     let new_last = last_seq + events.len() as i64;
     diesel::update(channels::table.find(channel_id.as_uuid()))
@@ -116,6 +133,57 @@ pub async fn range(
     }
     let rows: Vec<EventRow> = query.load(conn).await?;
     rows.into_iter().map(ChannelEvent::try_from).collect()
+}
+
+/// The newest seq in the log of a channel (which outlives a deleted channel's row).
+pub async fn newest_seq(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> StoreResult<Option<i64>> {
+    Ok(channel_events::table
+        .filter(channel_events::channel_id.eq(channel_id.as_uuid()))
+        .select(diesel::dsl::max(channel_events::seq))
+        .first(conn)
+        .await?)
+}
+
+/// The newest event after `after` that changed `user`'s membership of the channel, or
+/// deleted it: what a client reconnecting to a channel it no longer receives is told.
+pub async fn latest_membership_change(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    user: domain::UserId,
+    after: i64,
+) -> StoreResult<Option<ChannelEvent>> {
+    let row: Option<EventRow> = channel_events::table
+        .filter(channel_events::channel_id.eq(channel_id.as_uuid()))
+        .filter(channel_events::seq.gt(after))
+        .filter(
+            channel_events::subject_id
+                .eq(user.as_uuid())
+                .or(channel_events::kind.eq(domain::EventKind::ChannelDeleted.as_str())),
+        )
+        .order(channel_events::seq.desc())
+        .select(EventRow::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    row.map(ChannelEvent::try_from).transpose()
+}
+
+/// The newest `member_joined` of `user` in the channel, for a node that missed it.
+pub async fn latest_join(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    user: domain::UserId,
+) -> StoreResult<Option<ChannelEvent>> {
+    let row: Option<EventRow> = channel_events::table
+        .filter(channel_events::channel_id.eq(channel_id.as_uuid()))
+        .filter(channel_events::subject_id.eq(user.as_uuid()))
+        .filter(channel_events::kind.eq(domain::EventKind::MemberJoined.as_str()))
+        .order(channel_events::seq.desc())
+        .select(EventRow::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    row.map(ChannelEvent::try_from).transpose()
 }
 
 /// The oldest seq still kept for a channel, if any.

@@ -2,12 +2,16 @@
 
 use diesel::dsl::exists;
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::{FileId, FileMeta, UserId};
+use std::collections::{BTreeMap, HashMap};
+
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
+use domain::{ChannelId, Committed, EventBody, FileId, FileMeta, UserId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::error::StoreResult;
+use crate::error::{StoreError, StoreResult};
+use crate::events;
+use crate::messages::MessageRow;
 use crate::schema::{files, memberships, message_attachments, messages};
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -80,9 +84,59 @@ pub async fn can_read(conn: &mut AsyncPgConnection, file: &FileMeta, user: UserI
     .await?)
 }
 
-pub async fn delete(conn: &mut AsyncPgConnection, id: FileId) -> StoreResult<()> {
-    diesel::delete(files::table.find(id.as_uuid())).execute(conn).await?;
-    Ok(())
+/// Deletes a file. Messages it was attached to lose the attachment, and each gets a
+/// `message_updated` in its channel, so live clients and resumes drop it too.
+pub async fn delete(conn: &mut AsyncPgConnection, id: FileId) -> StoreResult<Committed<()>> {
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        // Lock the channels that show the file first, in one order, as every writer does:
+        // the channel lock comes before any row of the channel.
+        let mut channels: Vec<Uuid> = message_attachments::table
+            .inner_join(messages::table)
+            .filter(message_attachments::file_id.eq(id.as_uuid()))
+            .select(messages::channel_id)
+            .distinct()
+            .load(conn)
+            .await?;
+        channels.sort_unstable();
+        let mut last_seqs = HashMap::new();
+        for channel in &channels {
+            let channel_id = ChannelId::from_uuid(*channel);
+            last_seqs.insert(channel_id, events::lock_channel(conn, channel_id).await?);
+        }
+        let unlinked: Vec<Uuid> =
+            diesel::delete(message_attachments::table.filter(message_attachments::file_id.eq(id.as_uuid())))
+                .returning(message_attachments::message_id)
+                .get_results(conn)
+                .await?;
+        diesel::delete(files::table.find(id.as_uuid())).execute(conn).await?;
+        let rows: Vec<MessageRow> = messages::table
+            .filter(messages::id.eq_any(&unlinked))
+            .order(messages::seq.asc())
+            .select(MessageRow::as_select())
+            .load(conn)
+            .await?;
+        let mut by_channel: BTreeMap<ChannelId, Vec<EventBody>> = BTreeMap::new();
+        for message in crate::messages::hydrate(conn, rows, None).await? {
+            by_channel
+                .entry(message.channel_id)
+                .or_default()
+                .push(EventBody::MessageUpdated { message: Box::new(message) });
+        }
+        let mut out = Vec::new();
+        for (channel_id, bodies) in by_channel {
+            // A post that attached the file after the first read committed before our
+            // delete could see the file: its channel is locked only now.
+            let last_seq = match last_seqs.get(&channel_id) {
+                Some(last_seq) => *last_seq,
+                None => events::lock_channel(conn, channel_id).await?,
+            };
+            let appended = events::append(conn, channel_id, last_seq, bodies).await?;
+            last_seqs.insert(channel_id, last_seq + appended.len() as i64);
+            out.extend(appended);
+        }
+        Ok(Committed::new((), out))
+    })
+    .await
 }
 
 /// Deletes uploads older than `cutoff` that no message refers to and returns their ids, so

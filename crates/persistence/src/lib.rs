@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod files;
 pub mod local_pg;
+pub mod login_failures;
 pub mod messages;
 mod schema;
 pub mod tokens;

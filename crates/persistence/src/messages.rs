@@ -8,8 +8,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use domain::{
-    ChannelEvent, ChannelId, Emoji, EventBody, FileMeta, Message, MessageContent, MessageId, ReactionDetail,
-    ReactionSummary, UserId, UserSummary,
+    Action, ChannelId, Committed, Denied, Emoji, EventBody, FileMeta, Message, MessageContent, MessageId,
+    ReactionDetail, ReactionSummary, UserId, UserSummary,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -225,16 +225,21 @@ pub async fn replies(
     hydrate(conn, rows, Some(viewer)).await
 }
 
-/// Replaces a message's content (the author's check is the caller's) and writes
-/// `message_updated`.
+/// Replaces a message's content and writes `message_updated`. Only its author may, and
+/// only while they may post in the channel, decided under the channel lock.
 pub async fn edit(
     conn: &mut AsyncPgConnection,
     id: MessageId,
+    by: UserId,
     content: &MessageContent,
-) -> StoreResult<(Message, Vec<ChannelEvent>)> {
+) -> StoreResult<Committed<Message>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let channel_id = channel_of(conn, id).await?;
-        let last_seq = events::lock_channel(conn, channel_id).await?;
+        let (last_seq, _) = events::lock_and_authorize(conn, channel_id, by, Action::Post).await?;
+        let (author, _) = author(conn, id).await?;
+        if author != by {
+            return Err(StoreError::Denied(Denied::Forbidden("only the author may edit a message")));
+        }
         let updated = diesel::update(messages::table.find(id.as_uuid()).filter(messages::deleted.eq(false)))
             .set((messages::content.eq(content.as_str()), messages::edited_at.eq(OffsetDateTime::now_utc())))
             .returning(MessageRow::as_returning())
@@ -245,20 +250,27 @@ pub async fn edit(
             conn,
             channel_id,
             last_seq,
-            &[EventBody::MessageUpdated { message: Box::new(message.clone()) }],
+            vec![EventBody::MessageUpdated { message: Box::new(message.clone()) }],
         )
         .await?;
-        Ok((message, events))
+        Ok(Committed::new(message, events))
     })
     .await
 }
 
 /// Turns a message into a tombstone: content emptied, attachments and reactions removed,
-/// the row (and its seq, its place in a thread) kept. Deleting twice changes nothing.
-pub async fn delete(conn: &mut AsyncPgConnection, id: MessageId) -> StoreResult<Vec<ChannelEvent>> {
+/// the row (and its seq, its place in a thread) kept. Deleting twice changes nothing. The
+/// author or the channel's owner may, decided under the channel lock.
+pub async fn delete(conn: &mut AsyncPgConnection, id: MessageId, by: UserId) -> StoreResult<Committed<()>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let channel_id = channel_of(conn, id).await?;
-        let last_seq = events::lock_channel(conn, channel_id).await?;
+        let (last_seq, access) = events::lock_and_authorize(conn, channel_id, by, Action::Read).await?;
+        let (author, _) = author(conn, id).await?;
+        if author != by && access.role != domain::Role::Owner {
+            return Err(StoreError::Denied(Denied::Forbidden(
+                "only the author or the channel owner may delete a message",
+            )));
+        }
         let deleted: Option<Option<Uuid>> =
             diesel::update(messages::table.find(id.as_uuid()).filter(messages::deleted.eq(false)))
                 .set((messages::content.eq(""), messages::deleted.eq(true)))
@@ -267,7 +279,7 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: MessageId) -> StoreResult<
                 .await
                 .optional()?;
         let Some(parent_id) = deleted else {
-            return Ok(Vec::new());
+            return Ok(Committed::new((), Vec::new()));
         };
         diesel::delete(message_attachments::table.filter(message_attachments::message_id.eq(id.as_uuid())))
             .execute(conn)
@@ -277,9 +289,10 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: MessageId) -> StoreResult<
             conn,
             channel_id,
             last_seq,
-            &[EventBody::MessageDeleted { message_id: id, parent_id: parent_id.map(MessageId::from_uuid) }],
+            vec![EventBody::MessageDeleted { message_id: id, parent_id: parent_id.map(MessageId::from_uuid) }],
         )
         .await
+        .map(|events| Committed::new((), events))
     })
     .await
 }
@@ -300,10 +313,10 @@ pub async fn react(
     id: MessageId,
     user: &UserSummary,
     emoji: &Emoji,
-) -> StoreResult<Vec<ChannelEvent>> {
+) -> StoreResult<Committed<()>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let channel_id = channel_of(conn, id).await?;
-        let last_seq = events::lock_channel(conn, channel_id).await?;
+        let (last_seq, _) = events::lock_and_authorize(conn, channel_id, user.id, Action::Post).await?;
         let (_, deleted) = author(conn, id).await?;
         if deleted {
             return Err(StoreError::NotFound);
@@ -330,15 +343,16 @@ pub async fn react(
             .execute(conn)
             .await?;
         if inserted == 0 {
-            return Ok(Vec::new());
+            return Ok(Committed::new((), Vec::new()));
         }
         events::append(
             conn,
             channel_id,
             last_seq,
-            &[EventBody::ReactionAdded { message_id: id, emoji: emoji.clone(), user: user.clone() }],
+            vec![EventBody::ReactionAdded { message_id: id, emoji: emoji.clone(), user: user.clone() }],
         )
         .await
+        .map(|events| Committed::new((), events))
     })
     .await
 }
@@ -349,10 +363,10 @@ pub async fn unreact(
     id: MessageId,
     user: &UserSummary,
     emoji: &Emoji,
-) -> StoreResult<Vec<ChannelEvent>> {
+) -> StoreResult<Committed<()>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let channel_id = channel_of(conn, id).await?;
-        let last_seq = events::lock_channel(conn, channel_id).await?;
+        let (last_seq, _) = events::lock_and_authorize(conn, channel_id, user.id, Action::Post).await?;
         let removed = diesel::delete(
             reactions::table
                 .filter(reactions::message_id.eq(id.as_uuid()))
@@ -362,15 +376,16 @@ pub async fn unreact(
         .execute(conn)
         .await?;
         if removed == 0 {
-            return Ok(Vec::new());
+            return Ok(Committed::new((), Vec::new()));
         }
         events::append(
             conn,
             channel_id,
             last_seq,
-            &[EventBody::ReactionRemoved { message_id: id, emoji: emoji.clone(), user: user.clone() }],
+            vec![EventBody::ReactionRemoved { message_id: id, emoji: emoji.clone(), user: user.clone() }],
         )
         .await
+        .map(|events| Committed::new((), events))
     })
     .await
 }

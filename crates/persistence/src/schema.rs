@@ -21,6 +21,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    token_floors (user_id) {
+        user_id -> Uuid,
+        not_before -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    login_failures (account, failed_at) {
+        account -> Text,
+        failed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     channels (id) {
         id -> Uuid,
         name -> Text,
@@ -130,6 +145,8 @@ diesel::joinable!(message_attachments -> messages (message_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     revoked_tokens,
+    token_floors,
+    login_failures,
     channels,
     memberships,
     channel_bans,

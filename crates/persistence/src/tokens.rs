@@ -1,4 +1,5 @@
-//! Revoked access tokens. A token's `jti` stays here until the token would have expired.
+//! Revoked access tokens. A token's `jti` stays here until the token would have expired;
+//! a password change sets the account's floor, below which every token is revoked.
 
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -6,7 +7,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::StoreResult;
-use crate::schema::revoked_tokens;
+use domain::UserId;
+
+use crate::schema::{revoked_tokens, token_floors};
 
 pub async fn revoke(conn: &mut AsyncPgConnection, jti: Uuid, expires_at: OffsetDateTime) -> StoreResult<()> {
     diesel::insert_into(revoked_tokens::table)
@@ -36,4 +39,35 @@ pub async fn purge_expired(conn: &mut AsyncPgConnection) -> StoreResult<usize> {
     Ok(diesel::delete(revoked_tokens::table.filter(revoked_tokens::expires_at.lt(OffsetDateTime::now_utc())))
         .execute(conn)
         .await?)
+}
+
+/// Revokes every token of `user` issued before `not_before` (a password change). A later
+/// floor replaces an earlier one; an earlier one never lowers it.
+pub async fn raise_floor(conn: &mut AsyncPgConnection, user: UserId, not_before: OffsetDateTime) -> StoreResult<()> {
+    diesel::insert_into(token_floors::table)
+        .values((token_floors::user_id.eq(user.as_uuid()), token_floors::not_before.eq(not_before)))
+        .on_conflict(token_floors::user_id)
+        .do_update()
+        .set((
+            token_floors::not_before.eq(diesel::dsl::sql::<diesel::sql_types::Timestamptz>(
+                "GREATEST(token_floors.not_before, excluded.not_before)",
+            )),
+            token_floors::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Floors changed at or after `since`: `(user, not_before, updated_at)`.
+pub async fn floors_since(
+    conn: &mut AsyncPgConnection,
+    since: OffsetDateTime,
+) -> StoreResult<Vec<(UserId, OffsetDateTime, OffsetDateTime)>> {
+    let rows: Vec<(Uuid, OffsetDateTime, OffsetDateTime)> = token_floors::table
+        .filter(token_floors::updated_at.ge(since))
+        .select((token_floors::user_id, token_floors::not_before, token_floors::updated_at))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(user, floor, at)| (UserId::from_uuid(user), floor, at)).collect())
 }

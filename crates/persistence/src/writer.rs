@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
-use domain::{ChannelEvent, ChannelId, EventBody, EventSink, FileId, Message, MessageContent, MessageId, UserId};
+pub use domain::NewMessage;
+use domain::{ChannelEvent, ChannelId, EventBody, EventSink, FileId, Message};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -26,54 +27,6 @@ use crate::schema::{files, memberships, message_attachments, message_nonces, mes
 
 /// At most this many jobs go into one transaction.
 const MAX_BATCH: usize = 256;
-/// Attachments per message.
-pub const MAX_ATTACHMENTS: usize = 10;
-/// Nonces longer than this are refused.
-pub const MAX_NONCE_LEN: usize = 128;
-
-/// A message to post. The caller has parsed the content and checked that the author may
-/// post; the writer re-checks membership under the channel lock.
-#[derive(Debug, Clone)]
-pub struct NewMessage {
-    pub channel_id: ChannelId,
-    pub author: UserId,
-    pub content: MessageContent,
-    pub parent_id: Option<MessageId>,
-    pub attachment_ids: Vec<FileId>,
-    pub nonce: Option<String>,
-}
-
-impl NewMessage {
-    /// Applies the rules every entry point shares (REST and WebSocket): content 1–4000
-    /// characters (empty allowed with attachments), at most 10 attachments, a nonce of at
-    /// most 128 characters.
-    pub fn parse(
-        channel_id: ChannelId,
-        author: UserId,
-        content: &str,
-        parent_id: Option<MessageId>,
-        attachment_ids: Vec<FileId>,
-        nonce: Option<String>,
-    ) -> Result<Self, domain::DomainError> {
-        if attachment_ids.len() > MAX_ATTACHMENTS {
-            return Err(domain::DomainError::invalid(
-                "attachment_ids",
-                format!("at most {MAX_ATTACHMENTS} attachments"),
-            ));
-        }
-        let mut seen = HashSet::new();
-        if !attachment_ids.iter().all(|id| seen.insert(*id)) {
-            return Err(domain::DomainError::invalid("attachment_ids", "must not repeat a file"));
-        }
-        if let Some(nonce) = &nonce
-            && (nonce.is_empty() || nonce.chars().count() > MAX_NONCE_LEN || nonce.contains('\0'))
-        {
-            return Err(domain::DomainError::invalid("nonce", format!("must be 1 to {MAX_NONCE_LEN} characters")));
-        }
-        let content = MessageContent::parse(content, !attachment_ids.is_empty())?;
-        Ok(Self { channel_id, author, content, parent_id, attachment_ids, nonce })
-    }
-}
 
 /// What became of a post.
 #[derive(Debug, Clone)]
@@ -191,34 +144,41 @@ async fn commit_batch(db: &Database, sink: &dyn EventSink, channel_id: ChannelId
     }
 }
 
-/// Which of the non-member authors are banned (only asked when someone is refused).
-async fn banned_authors(
-    conn: &mut AsyncPgConnection,
-    channel: Uuid,
-    authors: &[Uuid],
-    members: &HashSet<Uuid>,
-) -> StoreResult<HashSet<Uuid>> {
-    let outsiders: Vec<Uuid> = authors.iter().filter(|a| !members.contains(a)).copied().collect();
-    Ok(crate::schema::channel_bans::table
-        .filter(crate::schema::channel_bans::channel_id.eq(channel))
-        .filter(crate::schema::channel_bans::user_id.eq_any(&outsiders))
-        .select(crate::schema::channel_bans::user_id)
-        .load::<Uuid>(conn)
-        .await?
-        .into_iter()
-        .collect())
+/// What the database says about a batch, read under the channel lock.
+#[derive(Debug, Default)]
+struct Facts {
+    kind: Option<domain::ChannelKind>,
+    is_private: bool,
+    members: HashSet<Uuid>,
+    /// Authors who are not members and are banned (asked only when someone is refused).
+    banned: HashSet<Uuid>,
+    /// `(author, nonce)` seen in the last 24 hours → the message it named.
+    nonces: HashMap<(Uuid, String), Uuid>,
+    /// Parent id → (its channel, its own parent, deleted).
+    parents: HashMap<Uuid, (Uuid, Option<Uuid>, bool)>,
+    /// File id → uploader.
+    uploaders: HashMap<Uuid, Uuid>,
 }
 
-/// One transaction for a channel's batch: lock, check, insert, append events.
-async fn write_batch(
+/// What to do with one request of a batch.
+#[derive(Debug)]
+enum Plan {
+    /// Insert it as the `n`th new message of the batch (its seq is `last_seq + 1 + n`).
+    Insert(usize),
+    /// Its nonce names a message committed earlier.
+    Existing(Uuid),
+    /// Its nonce repeats the request with this index earlier in the same batch.
+    SameAs(usize),
+    Refused(PostError),
+}
+
+async fn load_facts(
     conn: &mut AsyncPgConnection,
     channel_id: ChannelId,
     requests: &[NewMessage],
-) -> StoreResult<(Vec<Result<Posted, PostError>>, Vec<ChannelEvent>)> {
+) -> StoreResult<(i64, Facts)> {
     let (last_seq, kind, is_private) = events::lock_channel_facts(conn, channel_id).await?;
     let channel = channel_id.as_uuid();
-
-    // Membership under the lock: a ban committed before this point wins.
     let authors: Vec<Uuid> = requests.iter().map(|r| r.author.as_uuid()).collect::<HashSet<_>>().into_iter().collect();
     let members: HashSet<Uuid> = memberships::table
         .filter(memberships::channel_id.eq(channel))
@@ -228,11 +188,23 @@ async fn write_batch(
         .await?
         .into_iter()
         .collect();
+    let outsiders: Vec<Uuid> = authors.iter().filter(|a| !members.contains(a)).copied().collect();
+    let banned = if outsiders.is_empty() {
+        HashSet::new()
+    } else {
+        crate::schema::channel_bans::table
+            .filter(crate::schema::channel_bans::channel_id.eq(channel))
+            .filter(crate::schema::channel_bans::user_id.eq_any(&outsiders))
+            .select(crate::schema::channel_bans::user_id)
+            .load::<Uuid>(conn)
+            .await?
+            .into_iter()
+            .collect()
+    };
 
-    // Nonces seen in the last 24 hours name an earlier message.
     let nonces: Vec<String> = requests.iter().filter_map(|r| r.nonce.clone()).collect();
     let cutoff = OffsetDateTime::now_utc() - time::Duration::hours(24);
-    let known: HashMap<(Uuid, String), Uuid> = if nonces.is_empty() {
+    let nonces = if nonces.is_empty() {
         HashMap::new()
     } else {
         message_nonces::table
@@ -248,9 +220,8 @@ async fn write_batch(
             .collect()
     };
 
-    // Parents: top-level, live, same channel.
     let parent_ids: Vec<Uuid> = requests.iter().filter_map(|r| r.parent_id.map(|p| p.as_uuid())).collect();
-    let parents: HashMap<Uuid, (Uuid, Option<Uuid>, bool)> = if parent_ids.is_empty() {
+    let parents = if parent_ids.is_empty() {
         HashMap::new()
     } else {
         messages_table::table
@@ -268,12 +239,12 @@ async fn write_batch(
             .collect()
     };
 
-    // Attachments: files the author uploaded. `FOR KEY SHARE` holds them until commit: a
-    // file deleted meanwhile would otherwise break the attachment insert's foreign key and
-    // fail the whole batch — everyone's posts — instead of this one post. A delete that
-    // committed first leaves the file out of this result, so the post is refused (422).
+    // `FOR KEY SHARE` holds the files until commit: a file deleted meanwhile would otherwise
+    // break the attachment insert's foreign key and fail the whole batch — everyone's posts
+    // — instead of this one post. A delete that committed first leaves the file out of this
+    // result, so the post is refused (422).
     let file_ids: Vec<Uuid> = requests.iter().flat_map(|r| r.attachment_ids.iter().map(FileId::as_uuid)).collect();
-    let uploaders: HashMap<Uuid, Uuid> = if file_ids.is_empty() {
+    let uploaders = if file_ids.is_empty() {
         HashMap::new()
     } else {
         files::table
@@ -285,99 +256,125 @@ async fn write_batch(
             .into_iter()
             .collect()
     };
+    Ok((last_seq, Facts { kind: Some(kind), is_private, members, banned, nonces, parents, uploaders }))
+}
 
-    enum Plan {
-        Insert(usize),
-        Existing(Uuid),
-        Refused(PostError),
-    }
-    let mut plans = Vec::with_capacity(requests.len());
-    let mut rows: Vec<MessageRow> = Vec::new();
-    let mut batch_nonces: HashMap<(Uuid, String), usize> = HashMap::new();
+/// Decides each request of a batch from the facts alone: refused (and why), a repeat of an
+/// earlier message, or the next new message.
+fn plan(channel_id: ChannelId, facts: &Facts, requests: &[NewMessage]) -> Vec<Plan> {
+    let channel = channel_id.as_uuid();
+    let mut batch_nonces: HashMap<(Uuid, &str), usize> = HashMap::new();
+    let mut inserts = 0;
+    requests
+        .iter()
+        .enumerate()
+        .map(|(index, request)| {
+            let author = request.author.as_uuid();
+            if !facts.members.contains(&author) {
+                let role = domain::Role::from_facts(false, false, facts.banned.contains(&author));
+                let kind = facts.kind.unwrap_or(domain::ChannelKind::Channel);
+                let denied = domain::authorize(kind, facts.is_private, role, domain::Action::Post)
+                    .err()
+                    .unwrap_or(domain::Denied::Forbidden("join the channel first"));
+                return Plan::Refused(PostError::Denied(denied));
+            }
+            if let Some(nonce) = &request.nonce {
+                if let Some(existing) = facts.nonces.get(&(author, nonce.clone())) {
+                    return Plan::Existing(*existing);
+                }
+                if let Some(&first) = batch_nonces.get(&(author, nonce.as_str())) {
+                    return Plan::SameAs(first);
+                }
+            }
+            if let Some(parent) = request.parent_id {
+                let refusal = match facts.parents.get(&parent.as_uuid()) {
+                    // One answer for both: telling "no such message" from "a message of another
+                    // channel" would confirm that a message of a private channel exists.
+                    None => Some("must be a message of this channel"),
+                    Some((parent_channel, _, _)) if *parent_channel != channel => {
+                        Some("must be a message of this channel")
+                    }
+                    Some((_, Some(_), _)) => Some("replies cannot be replied to: threads are one level deep"),
+                    Some((_, None, true)) => Some("the message was deleted"),
+                    Some(_) => None,
+                };
+                if let Some(message) = refusal {
+                    return Plan::Refused(PostError::Invalid { field: "parent_id", message: message.into() });
+                }
+            }
+            if let Some(bad) =
+                request.attachment_ids.iter().find(|f| facts.uploaders.get(&f.as_uuid()) != Some(&author))
+            {
+                return Plan::Refused(PostError::Invalid {
+                    field: "attachment_ids",
+                    message: format!("{bad} is not a file you uploaded"),
+                });
+            }
+            if let Some(nonce) = &request.nonce {
+                batch_nonces.insert((author, nonce.as_str()), index);
+            }
+            inserts += 1;
+            Plan::Insert(inserts - 1)
+        })
+        .collect()
+}
+
+/// One transaction for a channel's batch: lock and load the facts, plan, then write what
+/// the plan says.
+async fn write_batch(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    requests: &[NewMessage],
+) -> StoreResult<(Vec<Result<Posted, PostError>>, Vec<ChannelEvent>)> {
+    let (last_seq, facts) = load_facts(conn, channel_id, requests).await?;
+    let plans = plan(channel_id, &facts, requests);
+    apply(conn, channel_id, last_seq, requests, plans).await
+}
+
+async fn apply(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    last_seq: i64,
+    requests: &[NewMessage],
+    plans: Vec<Plan>,
+) -> StoreResult<(Vec<Result<Posted, PostError>>, Vec<ChannelEvent>)> {
+    let channel = channel_id.as_uuid();
     let now = OffsetDateTime::now_utc();
-    // Asked at most once per batch, and only when someone is refused.
-    let mut banned: Option<HashSet<Uuid>> = None;
-    for request in requests {
-        let author = request.author.as_uuid();
-        if !members.contains(&author) {
-            if banned.is_none() {
-                banned = Some(banned_authors(conn, channel, &authors, &members).await?);
-            }
-            let banned = banned.as_ref().is_some_and(|b| b.contains(&author));
-            let role = domain::Role::from_facts(false, false, banned);
-            let denied = domain::authorize(kind, is_private, role, domain::Action::Post)
-                .err()
-                .unwrap_or(domain::Denied::Forbidden("join the channel first"));
-            plans.push(Plan::Refused(PostError::Denied(denied)));
-            continue;
-        }
-        if let Some(nonce) = &request.nonce {
-            let key = (author, nonce.clone());
-            if let Some(existing) = known.get(&key) {
-                plans.push(Plan::Existing(*existing));
-                continue;
-            }
-            if let Some(&index) = batch_nonces.get(&key) {
-                plans.push(Plan::Existing(rows[index].id));
-                continue;
-            }
-        }
-        if let Some(parent) = request.parent_id {
-            let refusal = match parents.get(&parent.as_uuid()) {
-                // One answer for both: telling "no such message" from "a message of another
-                // channel" would confirm that a message of a private channel exists.
-                None => Some("must be a message of this channel"),
-                Some((parent_channel, _, _)) if *parent_channel != channel => Some("must be a message of this channel"),
-                Some((_, Some(_), _)) => Some("replies cannot be replied to: threads are one level deep"),
-                Some((_, None, true)) => Some("the message was deleted"),
-                Some(_) => None,
+    let inserted: Vec<(&NewMessage, MessageRow)> = requests
+        .iter()
+        .zip(&plans)
+        .filter_map(|(request, plan)| match plan {
+            Plan::Insert(n) => Some((request, *n)),
+            _ => None,
+        })
+        .map(|(request, n)| {
+            let row = MessageRow {
+                id: Uuid::now_v7(),
+                channel_id: channel,
+                user_id: request.author.as_uuid(),
+                seq: last_seq + 1 + n as i64,
+                parent_id: request.parent_id.map(|p| p.as_uuid()),
+                content: request.content.as_str().to_owned(),
+                reply_count: 0,
+                created_at: now,
+                edited_at: None,
+                deleted: false,
             };
-            if let Some(message) = refusal {
-                plans.push(Plan::Refused(PostError::Invalid { field: "parent_id", message: message.into() }));
-                continue;
-            }
-        }
-        if let Some(bad) = request.attachment_ids.iter().find(|f| uploaders.get(&f.as_uuid()) != Some(&author)) {
-            plans.push(Plan::Refused(PostError::Invalid {
-                field: "attachment_ids",
-                message: format!("{bad} is not a file you uploaded"),
-            }));
-            continue;
-        }
-        let index = rows.len();
-        rows.push(MessageRow {
-            id: Uuid::now_v7(),
-            channel_id: channel,
-            user_id: author,
-            seq: last_seq + 1 + index as i64,
-            parent_id: request.parent_id.map(|p| p.as_uuid()),
-            content: request.content.as_str().to_owned(),
-            reply_count: 0,
-            created_at: now,
-            edited_at: None,
-            deleted: false,
-        });
-        if let Some(nonce) = &request.nonce {
-            batch_nonces.insert((author, nonce.clone()), index);
-        }
-        plans.push(Plan::Insert(index));
-    }
+            (request, row)
+        })
+        .collect();
+    let rows: Vec<MessageRow> = inserted.iter().map(|(_, row)| row.clone()).collect();
 
     let mut created: Vec<Message> = Vec::new();
     let mut events_out = Vec::new();
     if !rows.is_empty() {
         diesel::insert_into(messages_table::table).values(&rows).execute(conn).await?;
-        let links: Vec<_> = requests
+        let links: Vec<_> = inserted
             .iter()
-            .zip(&plans)
-            .filter_map(|(request, plan)| match plan {
-                Plan::Insert(index) => Some((rows[*index].id, request)),
-                _ => None,
-            })
-            .flat_map(|(message_id, request)| {
+            .flat_map(|(request, row)| {
                 request.attachment_ids.iter().enumerate().map(move |(position, file)| {
                     (
-                        message_attachments::message_id.eq(message_id),
+                        message_attachments::message_id.eq(row.id),
                         message_attachments::file_id.eq(file.as_uuid()),
                         message_attachments::position.eq(position as i32),
                     )
@@ -391,14 +388,15 @@ async fn write_batch(
                 .execute(conn)
                 .await?;
         }
-        let nonce_rows: Vec<_> = batch_nonces
+        let nonce_rows: Vec<_> = inserted
             .iter()
-            .map(|((user, nonce), index)| {
+            .filter_map(|(request, row)| request.nonce.as_ref().map(|nonce| (row, nonce)))
+            .map(|(row, nonce)| {
                 (
                     message_nonces::channel_id.eq(channel),
-                    message_nonces::user_id.eq(*user),
+                    message_nonces::user_id.eq(row.user_id),
                     message_nonces::nonce.eq(nonce.clone()),
-                    message_nonces::message_id.eq(rows[*index].id),
+                    message_nonces::message_id.eq(row.id),
                     message_nonces::created_at.eq(now),
                 )
             })
@@ -431,13 +429,13 @@ async fn write_batch(
         }
         created = messages::hydrate_fresh(conn, rows.clone(), !links.is_empty()).await?;
         let bodies: Vec<EventBody> = created.iter().map(|m| EventBody::Message(Box::new(m.clone()))).collect();
-        events_out = events::append(conn, channel_id, last_seq, &bodies).await?;
+        events_out = events::append(conn, channel_id, last_seq, bodies).await?;
     }
 
     let existing_ids: Vec<Uuid> = plans
         .iter()
         .filter_map(|p| match p {
-            Plan::Existing(id) if !rows.iter().any(|r| r.id == *id) => Some(*id),
+            Plan::Existing(id) => Some(*id),
             _ => None,
         })
         .collect();
@@ -451,22 +449,144 @@ async fn write_batch(
             .await?;
         messages::hydrate(conn, found, None).await?.into_iter().map(|m| (m.id.as_uuid(), m)).collect()
     };
-    let by_id: HashMap<Uuid, &Message> = created.iter().map(|m| (m.id.as_uuid(), m)).collect();
-    let results = plans
+    let lost = || PostError::Store(StoreError::NotFound);
+    let outcome = |plan: &Plan| -> Result<Posted, PostError> {
+        match plan {
+            Plan::Insert(n) => created.get(*n).map(|m| Posted { message: m.clone(), created: true }).ok_or_else(lost),
+            Plan::Existing(id) => {
+                existing.get(id).map(|m| Posted { message: m.clone(), created: false }).ok_or_else(lost)
+            }
+            Plan::SameAs(_) | Plan::Refused(_) => Err(lost()),
+        }
+    };
+    let mut results: Vec<Result<Posted, PostError>> = Vec::with_capacity(plans.len());
+    for plan in &plans {
+        let result = match plan {
+            Plan::SameAs(first) => match &results[*first] {
+                Ok(posted) => Ok(Posted { message: posted.message.clone(), created: false }),
+                Err(_) => Err(lost()),
+            },
+            _ => outcome(plan),
+        };
+        results.push(result);
+    }
+    let results = results
         .into_iter()
-        .map(|plan| match plan {
-            Plan::Insert(index) => by_id
-                .get(&rows[index].id)
-                .map(|m| Posted { message: (*m).clone(), created: true })
-                .ok_or(PostError::Store(StoreError::NotFound)),
-            Plan::Existing(id) => by_id
-                .get(&id)
-                .map(|m| (*m).clone())
-                .or_else(|| existing.get(&id).cloned())
-                .map(|message| Posted { message, created: false })
-                .ok_or(PostError::Store(StoreError::NotFound)),
+        .zip(plans)
+        .map(|(result, plan)| match plan {
             Plan::Refused(error) => Err(error),
+            _ => result,
         })
         .collect();
     Ok((results, events_out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::{MessageContent, MessageId, UserId};
+
+    fn request(author: UserId, nonce: Option<&str>) -> NewMessage {
+        NewMessage {
+            channel_id: ChannelId::new(),
+            author,
+            content: MessageContent::parse("hi", false).unwrap(),
+            parent_id: None,
+            attachment_ids: Vec::new(),
+            nonce: nonce.map(str::to_owned),
+        }
+    }
+
+    fn check(facts: &Facts, requests: &[NewMessage], expected: &[&str]) {
+        let channel = ChannelId::new();
+        let got: Vec<String> = plan(channel, facts, requests)
+            .into_iter()
+            .map(|p| match p {
+                Plan::Insert(n) => format!("insert {n}"),
+                Plan::Existing(_) => "existing".into(),
+                Plan::SameAs(i) => format!("same as {i}"),
+                Plan::Refused(PostError::Denied(domain::Denied::NotFound)) => "not found".into(),
+                Plan::Refused(PostError::Denied(_)) => "forbidden".into(),
+                Plan::Refused(PostError::Invalid { field, .. }) => format!("invalid {field}"),
+                Plan::Refused(other) => format!("{other}"),
+            })
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn members_post_outsiders_and_banned_users_are_refused() {
+        let (member, outsider, banned) = (UserId::new(), UserId::new(), UserId::new());
+        let mut facts = Facts { kind: Some(domain::ChannelKind::Channel), ..Facts::default() };
+        facts.members.insert(member.as_uuid());
+        facts.banned.insert(banned.as_uuid());
+        let requests = [request(member, None), request(outsider, None), request(banned, None), request(member, None)];
+        check(&facts, &requests, &["insert 0", "forbidden", "forbidden", "insert 1"]);
+        facts.is_private = true;
+        check(&facts, &requests, &["insert 0", "not found", "not found", "insert 1"]);
+    }
+
+    #[test]
+    fn a_nonce_names_its_first_message_in_the_log_or_in_the_batch() {
+        let author = UserId::new();
+        let mut facts = Facts { kind: Some(domain::ChannelKind::Channel), ..Facts::default() };
+        facts.members.insert(author.as_uuid());
+        facts.nonces.insert((author.as_uuid(), "old".into()), Uuid::now_v7());
+        let requests = [
+            request(author, Some("old")),
+            request(author, Some("new")),
+            request(author, Some("new")),
+            request(author, None),
+        ];
+        check(&facts, &requests, &["existing", "insert 0", "same as 1", "insert 1"]);
+    }
+
+    #[test]
+    fn replies_attachments_and_parents_are_checked() {
+        let author = UserId::new();
+        let channel = ChannelId::new();
+        let mut facts = Facts { kind: Some(domain::ChannelKind::Channel), ..Facts::default() };
+        facts.members.insert(author.as_uuid());
+        let (top, reply, gone, elsewhere) = (MessageId::new(), MessageId::new(), MessageId::new(), MessageId::new());
+        facts.parents.insert(top.as_uuid(), (channel.as_uuid(), None, false));
+        facts.parents.insert(reply.as_uuid(), (channel.as_uuid(), Some(top.as_uuid()), false));
+        facts.parents.insert(gone.as_uuid(), (channel.as_uuid(), None, true));
+        facts.parents.insert(elsewhere.as_uuid(), (Uuid::now_v7(), None, false));
+        let mine = FileId::new();
+        let theirs = FileId::new();
+        facts.uploaders.insert(mine.as_uuid(), author.as_uuid());
+        facts.uploaders.insert(theirs.as_uuid(), Uuid::now_v7());
+        let with = |parent: Option<MessageId>, files: Vec<FileId>| NewMessage {
+            parent_id: parent,
+            attachment_ids: files,
+            ..request(author, None)
+        };
+        let requests = [
+            with(Some(top), vec![mine]),
+            with(Some(reply), vec![]),
+            with(Some(gone), vec![]),
+            with(Some(elsewhere), vec![]),
+            with(Some(MessageId::new()), vec![]),
+            with(None, vec![theirs]),
+        ];
+        let got: Vec<String> = plan(channel, &facts, &requests)
+            .into_iter()
+            .map(|p| match p {
+                Plan::Insert(n) => format!("insert {n}"),
+                Plan::Refused(PostError::Invalid { field, .. }) => format!("invalid {field}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "insert 0",
+                "invalid parent_id",
+                "invalid parent_id",
+                "invalid parent_id",
+                "invalid parent_id",
+                "invalid attachment_ids"
+            ]
+        );
+    }
 }

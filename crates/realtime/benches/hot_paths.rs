@@ -9,8 +9,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use domain::{ChannelEvent, ChannelId, DisplayName, EventBody, MessageContent, UserId, UserSummary, Username};
-use realtime::Hub;
-use realtime::protocol::encode_event;
+use realtime::{Credential, Hub};
 
 fn user(name: &str) -> UserSummary {
     UserSummary {
@@ -37,7 +36,7 @@ fn message_event(channel: ChannelId, seq: i64) -> ChannelEvent {
         attachments: Vec::new(),
         reactions: Vec::new(),
     };
-    ChannelEvent::new(channel, seq, &EventBody::Message(Box::new(message)))
+    ChannelEvent::new(channel, seq, time::OffsetDateTime::now_utc(), EventBody::Message(Box::new(message)))
 }
 
 fn tokens(c: &mut Criterion) {
@@ -56,9 +55,9 @@ fn tokens(c: &mut Criterion) {
 fn encoding(c: &mut Criterion) {
     let event = message_event(ChannelId::new(), 42);
     c.bench_function("event_build_and_encode", |b| {
-        b.iter(|| encode_event(&message_event(black_box(event.channel_id), 42)));
+        b.iter(|| message_event(black_box(event.channel_id), 42).to_frame());
     });
-    c.bench_function("event_encode", |b| b.iter(|| encode_event(black_box(&event))));
+    c.bench_function("event_encode", |b| b.iter(|| black_box(&event).to_frame()));
 }
 
 fn validation(c: &mut Criterion) {
@@ -75,7 +74,14 @@ fn fan_out(c: &mut Criterion) {
     let _guard = runtime.enter();
     let hub = Hub::new(4096);
     let channel = ChannelId::new();
-    let mut registrations: Vec<_> = (0..10_000).map(|_| hub.register(UserId::new(), &[channel])).collect();
+    let mut registrations: Vec<_> = (0..10_000)
+        .map(|_| {
+            let registration =
+                hub.register(Credential { user: UserId::new(), token: uuid::Uuid::now_v7(), issued_at: 0 });
+            hub.subscribe(registration.conn, channel);
+            registration
+        })
+        .collect();
     let mut seq = 0;
     c.bench_function("hub_fan_out_to_10000", |b| {
         b.iter(|| {

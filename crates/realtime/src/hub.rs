@@ -1,35 +1,104 @@
-//! The channel hub: which connection is subscribed to which channel, and delivery of events
-//! to them — in seq order, without ever waiting on a slow client.
+//! The channel hub: which connection receives which channel, and delivery of events to
+//! them — in seq order, without ever waiting on a slow client.
+//!
+//! The hub routes; it does not decide rights. Each connection's [`crate::feed::Feed`] applies
+//! membership changes from the channel's ordered stream and tells the hub what to
+//! (un)subscribe. So the hub never has to get membership right on its own: it delivers an
+//! event to the channel's subscribers and, when the event changes someone's membership, to
+//! that user's other connections too, so a joiner learns of the join even when it arrives
+//! late.
 //!
 //! Architecture Invariant: a channel's lock may be held while taking the registry's lock,
 //! never the other way round; no lock is held across `.await`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use domain::{ChannelEvent, ChannelId, EventKind, EventSink, UserId, UserSummary};
+use domain::{ChannelEvent, ChannelId, EventSink, MembershipChange, UserId, UserSummary};
 use tokio::sync::{Notify, mpsc};
+use uuid::Uuid;
 
 use crate::presence::Presence;
-use crate::protocol::{ServerFrame, encode_event};
+use crate::protocol::ServerFrame;
 
 pub type ConnId = u64;
 
 /// How long the hub holds an event that arrived ahead of its predecessor, waiting for it,
-/// before delivering anyway (sessions then fill the gap from the event log).
+/// before delivering anyway (connections then fill the gap from the event log).
 const REORDER_WAIT: Duration = Duration::from_millis(100);
+
+/// One channel event as connections receive it: its place in the channel's order, what it
+/// does to membership, and the frame, encoded once for every receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub channel_id: ChannelId,
+    pub seq: i64,
+    pub membership: Option<MembershipChange>,
+    pub frame: Arc<str>,
+}
+
+impl Delivery {
+    pub fn of(event: &ChannelEvent) -> Self {
+        Self {
+            channel_id: event.channel_id,
+            seq: event.seq,
+            membership: event.membership(),
+            frame: Arc::from(event.to_frame()),
+        }
+    }
+}
 
 /// What the hub hands a connection.
 #[derive(Debug, Clone)]
 pub enum Outbound {
-    /// A channel event, encoded once for everyone.
-    Event { channel_id: ChannelId, seq: i64, frame: Arc<str> },
+    Event(Delivery),
     /// Typing and presence: no seq, no replay.
     Ephemeral(Arc<str>),
-    /// The connection no longer receives this channel (left, banned, deleted).
-    Left { channel_id: ChannelId },
+}
+
+/// Why the hub ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kick {
+    /// Its queue overflowed: it should reconnect and resume (4008).
+    SlowConsumer,
+    /// Its token no longer counts (4001), with the reason sent in the close frame.
+    Revoked(&'static str),
+}
+
+/// Tells a session that the hub ended it, and why. The first reason wins.
+#[derive(Debug, Default)]
+pub struct Signal {
+    notify: Notify,
+    reason: OnceLock<Kick>,
+}
+
+impl Signal {
+    fn kick(&self, why: Kick) {
+        let _ = self.reason.set(why);
+        self.notify.notify_one();
+    }
+
+    /// Waits until the hub ends the connection.
+    pub async fn kicked(&self) -> Kick {
+        loop {
+            if let Some(why) = self.reason.get() {
+                return *why;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// The credential a connection was opened with, so revocations can find its sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credential {
+    pub user: UserId,
+    /// The token's id (`jti`).
+    pub token: Uuid,
+    /// When the token was issued (Unix seconds), for "every token issued before".
+    pub issued_at: i64,
 }
 
 /// Where a connection's events go. The queue is bounded: when it is full the connection
@@ -41,10 +110,10 @@ struct Subscriber {
 }
 
 struct ConnEntry {
-    user: UserId,
+    credential: Credential,
     tx: mpsc::Sender<Outbound>,
     channels: HashSet<ChannelId>,
-    kicked: Arc<Notify>,
+    signal: Arc<Signal>,
 }
 
 #[derive(Default)]
@@ -99,9 +168,9 @@ impl Default for Hub {
 pub struct Registration {
     pub conn: ConnId,
     pub rx: mpsc::Receiver<Outbound>,
-    /// Notified when the hub drops the connection as a slow consumer, so a session blocked
-    /// on a stalled socket stops waiting.
-    pub kicked: Arc<Notify>,
+    /// Says when the hub drops the connection (slow consumer, revoked token), so a session
+    /// blocked on a stalled socket stops waiting.
+    pub signal: Arc<Signal>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -174,27 +243,38 @@ impl Hub {
         lock(&self.shared.channels).len()
     }
 
-    /// Registers a connection of `user` subscribed to `channels`.
-    pub fn register(&self, user: UserId, channels: &[ChannelId]) -> Registration {
+    /// Registers a connection. It receives nothing of any channel until it subscribes,
+    /// except events that change its user's membership.
+    pub fn register(&self, credential: Credential) -> Registration {
         let conn = self.shared.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.shared.queue_capacity);
-        let kicked = Arc::new(Notify::new());
-        {
+        let signal = Arc::new(Signal::default());
+        let mut registry = lock(&self.shared.registry);
+        registry.conns.insert(conn, ConnEntry { credential, tx, channels: HashSet::new(), signal: signal.clone() });
+        registry.by_user.entry(credential.user).or_default().insert(conn);
+        Registration { conn, rx, signal }
+    }
+
+    /// Delivers the channel's events to `conn` from now on.
+    pub fn subscribe(&self, conn: ConnId, channel_id: ChannelId) {
+        self.with_channel(channel_id, |state| {
             let mut registry = lock(&self.shared.registry);
-            registry
-                .conns
-                .insert(conn, ConnEntry { user, tx: tx.clone(), channels: HashSet::new(), kicked: kicked.clone() });
-            registry.by_user.entry(user).or_default().insert(conn);
-        }
-        for &channel_id in channels {
-            self.with_channel(channel_id, |state| {
-                state.subscribers.push(Subscriber { conn, tx: tx.clone() });
-                if let Some(entry) = lock(&self.shared.registry).conns.get_mut(&conn) {
-                    entry.channels.insert(channel_id);
-                }
-            });
-        }
-        Registration { conn, rx, kicked }
+            if let Some(entry) = registry.conns.get_mut(&conn)
+                && entry.channels.insert(channel_id)
+            {
+                state.subscribers.push(Subscriber { conn, tx: entry.tx.clone() });
+            }
+        });
+    }
+
+    /// Stops delivering the channel's events to `conn`.
+    pub fn unsubscribe(&self, conn: ConnId, channel_id: ChannelId) {
+        self.with_channel(channel_id, |state| {
+            state.subscribers.retain(|s| s.conn != conn);
+            if let Some(entry) = lock(&self.shared.registry).conns.get_mut(&conn) {
+                entry.channels.remove(&channel_id);
+            }
+        });
     }
 
     /// Removes a connection from the hub. Returns false if it was already gone (kicked).
@@ -206,10 +286,10 @@ impl Hub {
         let entry = {
             let mut registry = lock(&self.shared.registry);
             let entry = registry.conns.remove(&conn)?;
-            if let Some(conns) = registry.by_user.get_mut(&entry.user) {
+            if let Some(conns) = registry.by_user.get_mut(&entry.credential.user) {
                 conns.remove(&conn);
                 if conns.is_empty() {
-                    registry.by_user.remove(&entry.user);
+                    registry.by_user.remove(&entry.credential.user);
                 }
             }
             entry
@@ -220,9 +300,52 @@ impl Hub {
         Some(entry)
     }
 
-    /// Whether `conn` currently receives `channel_id` (so is a member, not banned).
+    /// Whether `conn` currently receives `channel_id`.
     pub fn is_subscribed(&self, conn: ConnId, channel_id: ChannelId) -> bool {
         lock(&self.shared.registry).conns.get(&conn).is_some_and(|e| e.channels.contains(&channel_id))
+    }
+
+    /// Ends every connection whose credential `revoked` rejects, with 4001 and `why`.
+    /// Returns how many it ended.
+    pub fn close_revoked(&self, revoked: impl Fn(&Credential) -> bool, why: &'static str) -> usize {
+        let doomed: Vec<ConnId> = lock(&self.shared.registry)
+            .conns
+            .iter()
+            .filter(|(_, entry)| revoked(&entry.credential))
+            .map(|(conn, _)| *conn)
+            .collect();
+        for &conn in &doomed {
+            if let Some(entry) = self.remove(conn) {
+                entry.signal.kick(Kick::Revoked(why));
+                metrics::counter!("websocket_revoked_disconnects_total").increment(1);
+            }
+        }
+        doomed.len()
+    }
+
+    /// The channels this node delivers, with the next seq it expects of each (`None`: no
+    /// event seen yet), for catching up after a Redis outage.
+    pub fn delivered(&self) -> Vec<(ChannelId, Option<i64>)> {
+        let channels: Vec<(ChannelId, Arc<Mutex<ChannelState>>)> =
+            lock(&self.shared.channels).iter().map(|(id, state)| (*id, state.clone())).collect();
+        channels
+            .into_iter()
+            .filter_map(|(id, state)| {
+                let state = lock(&state);
+                (!state.retired && !state.subscribers.is_empty()).then_some((id, state.next))
+            })
+            .collect()
+    }
+
+    /// Per user with a connection here: the channels at least one of their connections
+    /// receives, for finding joins this node never heard of.
+    pub fn local_subscriptions(&self) -> HashMap<UserId, HashSet<ChannelId>> {
+        let registry = lock(&self.shared.registry);
+        let mut out: HashMap<UserId, HashSet<ChannelId>> = HashMap::new();
+        for entry in registry.conns.values() {
+            out.entry(entry.credential.user).or_default().extend(entry.channels.iter().copied());
+        }
+        out
     }
 
     /// Publishes committed events: to this node's connections and, through the relay, to
@@ -238,7 +361,7 @@ impl Hub {
     }
 
     /// Delivers events to this node's connections (also the entry point for events that
-    /// arrive from other nodes).
+    /// arrive from other nodes and from catch-up reads of the log).
     pub fn deliver(&self, events: Vec<ChannelEvent>) {
         let mut by_channel: HashMap<ChannelId, Vec<ChannelEvent>> = HashMap::new();
         for event in events {
@@ -248,8 +371,17 @@ impl Hub {
             let mut slow = Vec::new();
             let flush = self.with_channel(channel_id, |state| {
                 for event in events {
-                    for ready in sequence(state, event) {
-                        self.fan_out(channel_id, state, &ready, &mut slow);
+                    match sequence(state, event) {
+                        Sequenced::Ready(ready) => {
+                            for event in ready {
+                                self.fan_out(state, &event, &mut slow);
+                            }
+                        }
+                        // Its subscribers had it (or filled it from the log); a membership
+                        // change still goes to its subject, whose connections may not
+                        // subscribe yet.
+                        Sequenced::Late(event) => self.to_subject(state, &Delivery::of(&event), &mut slow),
+                        Sequenced::Held => {}
                     }
                 }
                 let flush = !state.pending.is_empty() && !state.flush_scheduled;
@@ -284,68 +416,48 @@ impl Hub {
             let pending = std::mem::take(&mut state.pending);
             for (seq, event) in pending {
                 state.next = Some(seq + 1);
-                self.fan_out(channel_id, state, &event, &mut slow);
+                self.fan_out(state, &event, &mut slow);
             }
         });
         self.kick(slow);
     }
 
-    /// Sends one in-order event to the channel's subscribers, applying the membership change
-    /// it describes at the right point: a newcomer receives their own `member_joined`, a
-    /// banned user receives their `member_banned` and nothing after.
-    fn fan_out(&self, channel_id: ChannelId, state: &mut ChannelState, event: &ChannelEvent, slow: &mut Vec<ConnId>) {
-        if event.kind == EventKind::MemberJoined
-            && let Some(user) = event.subject
-        {
-            let mut registry = lock(&self.shared.registry);
-            let conns: Vec<ConnId> =
-                registry.by_user.get(&user).map(|c| c.iter().copied().collect()).unwrap_or_default();
-            for conn in conns {
-                if let Some(entry) = registry.conns.get_mut(&conn)
-                    && entry.channels.insert(channel_id)
-                {
-                    state.subscribers.push(Subscriber { conn, tx: entry.tx.clone() });
-                }
-            }
-        }
-
-        let frame = encode_event(event);
+    /// Sends one in-order event to the channel's subscribers, and a membership change also
+    /// to its subject's connections that do not subscribe (a joiner, typically).
+    fn fan_out(&self, state: &ChannelState, event: &ChannelEvent, slow: &mut Vec<ConnId>) {
+        let delivery = Delivery::of(event);
         for subscriber in &state.subscribers {
-            let item = Outbound::Event { channel_id, seq: event.seq, frame: frame.clone() };
-            if subscriber.tx.try_send(item).is_err() {
+            if subscriber.tx.try_send(Outbound::Event(delivery.clone())).is_err() {
                 slow.push(subscriber.conn);
             }
         }
         metrics::counter!("events_fanned_out_total").increment(state.subscribers.len() as u64);
+        self.to_subject(state, &delivery, slow);
+    }
 
-        let leaving: Option<Box<dyn Fn(UserId) -> bool>> = match (event.kind, event.subject) {
-            (EventKind::MemberLeft | EventKind::MemberBanned, Some(user)) => Some(Box::new(move |u| u == user)),
-            (EventKind::ChannelDeleted, _) => Some(Box::new(|_| true)),
-            _ => None,
+    fn to_subject(&self, state: &ChannelState, delivery: &Delivery, slow: &mut Vec<ConnId>) {
+        let Some(user) = delivery.membership.and_then(MembershipChange::subject) else {
+            return;
         };
-        if let Some(leaves) = leaving {
-            let mut registry = lock(&self.shared.registry);
-            state.subscribers.retain(|s| {
-                let Some(entry) = registry.conns.get_mut(&s.conn) else {
-                    return false;
-                };
-                if leaves(entry.user) {
-                    entry.channels.remove(&channel_id);
-                    let _ = s.tx.try_send(Outbound::Left { channel_id });
-                    false
-                } else {
-                    true
-                }
-            });
+        let registry = lock(&self.shared.registry);
+        for conn in registry.by_user.get(&user).into_iter().flatten() {
+            if state.subscribers.iter().any(|s| s.conn == *conn) {
+                continue;
+            }
+            if let Some(entry) = registry.conns.get(conn)
+                && entry.tx.try_send(Outbound::Event(delivery.clone())).is_err()
+            {
+                slow.push(*conn);
+            }
         }
     }
 
-    /// Drops slow consumers from the hub; their sessions see the queue close and end the
+    /// Drops slow consumers from the hub; their sessions see the signal and end the
     /// connection with 4008.
     fn kick(&self, conns: Vec<ConnId>) {
         for conn in conns {
             if let Some(entry) = self.remove(conn) {
-                entry.kicked.notify_one();
+                entry.signal.kick(Kick::SlowConsumer);
                 metrics::counter!("websocket_slow_consumer_disconnects_total").increment(1);
                 tracing::info!(conn, "closing a slow consumer");
             }
@@ -397,19 +509,27 @@ impl EventSink for Hub {
     }
 }
 
-/// Puts one event into the channel's order: returns the events now deliverable.
-fn sequence(state: &mut ChannelState, event: ChannelEvent) -> Vec<ChannelEvent> {
+enum Sequenced {
+    /// These are next, in order.
+    Ready(Vec<ChannelEvent>),
+    /// Waits for its predecessor.
+    Held,
+    /// Older than what was delivered.
+    Late(ChannelEvent),
+}
+
+/// Puts one event into the channel's order.
+fn sequence(state: &mut ChannelState, event: ChannelEvent) -> Sequenced {
     let Some(next) = state.next else {
         state.next = Some(event.seq + 1);
-        return vec![event];
+        return Sequenced::Ready(vec![event]);
     };
     if event.seq < next {
-        // Already delivered (or given up on and filled from the log by the sessions).
-        return Vec::new();
+        return Sequenced::Late(event);
     }
     if event.seq > next {
         state.pending.insert(event.seq, event);
-        return Vec::new();
+        return Sequenced::Held;
     }
     let mut ready = vec![event];
     let mut expected = next + 1;
@@ -418,13 +538,14 @@ fn sequence(state: &mut ChannelState, event: ChannelEvent) -> Vec<ChannelEvent> 
         expected += 1;
     }
     state.next = Some(expected);
-    ready
+    Sequenced::Ready(ready)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use domain::{DisplayName, EventBody, Username};
+    use time::OffsetDateTime;
 
     fn user(name: &str) -> UserSummary {
         UserSummary {
@@ -435,14 +556,26 @@ mod tests {
     }
 
     fn event(channel: ChannelId, seq: i64, body: &EventBody) -> ChannelEvent {
-        ChannelEvent::new(channel, seq, body)
+        ChannelEvent::new(channel, seq, OffsetDateTime::UNIX_EPOCH, body.clone())
+    }
+
+    fn credential(user: UserId) -> Credential {
+        Credential { user, token: Uuid::now_v7(), issued_at: 0 }
+    }
+
+    fn connect(hub: &Hub, user: UserId, channels: &[ChannelId]) -> Registration {
+        let registration = hub.register(credential(user));
+        for channel in channels {
+            hub.subscribe(registration.conn, *channel);
+        }
+        registration
     }
 
     fn seqs(rx: &mut mpsc::Receiver<Outbound>) -> Vec<i64> {
         let mut out = Vec::new();
         while let Ok(item) = rx.try_recv() {
-            if let Outbound::Event { seq, .. } = item {
-                out.push(seq);
+            if let Outbound::Event(delivery) = item {
+                out.push(delivery.seq);
             }
         }
         out
@@ -452,9 +585,8 @@ mod tests {
     async fn delivers_in_seq_order_even_when_published_out_of_order() {
         let hub = Hub::default();
         let channel = ChannelId::new();
-        let alice = user("alice");
-        let mut reg = hub.register(alice.id, &[channel]);
-        let body = EventBody::MemberJoined { user: user("bob") };
+        let mut reg = connect(&hub, UserId::new(), &[channel]);
+        let body = EventBody::MemberUnbanned { user: user("bob") };
         hub.publish(vec![event(channel, 1, &body)]);
         hub.publish(vec![event(channel, 3, &body)]);
         hub.publish(vec![event(channel, 4, &body)]);
@@ -469,8 +601,8 @@ mod tests {
     async fn a_missing_seq_is_given_up_on_after_the_wait() {
         let hub = Hub::default();
         let channel = ChannelId::new();
-        let mut reg = hub.register(UserId::new(), &[channel]);
-        let body = EventBody::MemberJoined { user: user("bob") };
+        let mut reg = connect(&hub, UserId::new(), &[channel]);
+        let body = EventBody::MemberUnbanned { user: user("bob") };
         hub.publish(vec![event(channel, 1, &body), event(channel, 3, &body)]);
         assert_eq!(seqs(&mut reg.rx), vec![1]);
         tokio::time::sleep(REORDER_WAIT * 2).await;
@@ -478,48 +610,71 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn joins_subscribe_and_bans_unsubscribe_at_the_right_event() {
+    async fn a_membership_change_reaches_its_subject_even_when_late() {
         let hub = Hub::default();
         let channel = ChannelId::new();
-        let owner = user("owner");
         let carol = user("carol");
-        let mut owner_conn = hub.register(owner.id, &[channel]);
-        let mut carol_conn = hub.register(carol.id, &[]);
-        hub.publish(vec![event(channel, 1, &EventBody::MemberJoined { user: carol.clone() })]);
-        hub.publish(vec![event(channel, 2, &EventBody::MemberBanned { user: carol.clone() })]);
-        hub.publish(vec![event(channel, 3, &EventBody::MemberJoined { user: user("dave") })]);
-        assert_eq!(seqs(&mut owner_conn.rx), vec![1, 2, 3]);
-        assert_eq!(seqs(&mut carol_conn.rx), vec![1, 2], "carol sees her ban and nothing after");
-        assert!(!hub.is_subscribed(carol_conn.conn, channel));
+        let mut owner = connect(&hub, UserId::new(), &[channel]);
+        let mut carol_conn = connect(&hub, carol.id, &[]);
+        let message = EventBody::MemberUnbanned { user: user("dave") };
+        hub.publish(vec![event(channel, 1, &message)]);
+        hub.publish(vec![event(channel, 2, &EventBody::MemberJoined { user: carol.clone() })]);
+        assert_eq!(seqs(&mut owner.rx), vec![1, 2]);
+        assert_eq!(seqs(&mut carol_conn.rx), vec![2], "the joiner hears of the join, not what came before");
+        hub.publish(vec![event(channel, 3, &message)]);
+        assert_eq!(seqs(&mut carol_conn.rx), Vec::<i64>::new(), "the hub routes; carol's feed subscribes");
+        // A join the hub already gave up on still reaches its subject.
+        hub.publish(vec![event(channel, 2, &EventBody::MemberJoined { user: carol.clone() })]);
+        assert_eq!(seqs(&mut carol_conn.rx), vec![2]);
+        assert_eq!(seqs(&mut owner.rx), vec![3]);
     }
 
     #[tokio::test]
     async fn channels_nobody_receives_are_forgotten() {
         let hub = Hub::default();
         let channel = ChannelId::new();
-        let reg = hub.register(UserId::new(), &[channel]);
+        let reg = connect(&hub, UserId::new(), &[channel]);
         assert_eq!(hub.channel_count(), 1);
-        hub.publish(vec![event(ChannelId::new(), 1, &EventBody::MemberJoined { user: user("bob") })]);
+        hub.publish(vec![event(ChannelId::new(), 1, &EventBody::MemberUnbanned { user: user("bob") })]);
         assert_eq!(hub.channel_count(), 1, "a channel without subscribers here keeps no state");
         hub.unregister(reg.conn);
         assert_eq!(hub.channel_count(), 0);
-        let again = hub.register(UserId::new(), &[channel]);
+        let again = connect(&hub, UserId::new(), &[channel]);
         assert!(hub.is_subscribed(again.conn, channel));
-        assert_eq!(hub.channel_count(), 1);
+        assert_eq!(hub.delivered(), vec![(channel, None)]);
+        hub.unsubscribe(again.conn, channel);
+        assert_eq!(hub.channel_count(), 0);
     }
 
     #[tokio::test]
     async fn a_full_queue_kicks_only_that_connection() {
         let hub = Hub::new(2);
         let channel = ChannelId::new();
-        let mut fast = hub.register(UserId::new(), &[channel]);
-        let slow = hub.register(UserId::new(), &[channel]);
-        let body = EventBody::MemberJoined { user: user("bob") };
+        let mut fast = connect(&hub, UserId::new(), &[channel]);
+        let slow = connect(&hub, UserId::new(), &[channel]);
+        let body = EventBody::MemberUnbanned { user: user("bob") };
         for seq in 1..=3 {
             hub.publish(vec![event(channel, seq, &body)]);
             assert_eq!(seqs(&mut fast.rx).len(), 1);
         }
         assert_eq!(hub.connection_count(), 1, "the slow connection was dropped");
+        assert_eq!(slow.signal.kicked().await, Kick::SlowConsumer);
         assert!(!hub.unregister(slow.conn));
+    }
+
+    #[tokio::test]
+    async fn revocation_ends_exactly_the_matching_connections() {
+        let hub = Hub::default();
+        let alice = UserId::new();
+        let first = hub.register(credential(alice));
+        let second = hub.register(Credential { issued_at: 100, ..credential(alice) });
+        let bob = hub.register(credential(UserId::new()));
+        let token = lock(&hub.shared.registry).conns[&first.conn].credential.token;
+        assert_eq!(hub.close_revoked(|c| c.token == token, "logged out"), 1);
+        assert_eq!(first.signal.kicked().await, Kick::Revoked("logged out"));
+        assert_eq!(hub.close_revoked(|c| c.user == alice && c.issued_at < 50, "password changed"), 0);
+        assert_eq!(hub.close_revoked(|c| c.user == alice && c.issued_at < 150, "password changed"), 1);
+        assert_eq!(second.signal.kicked().await, Kick::Revoked("password changed"));
+        assert!(hub.unregister(bob.conn));
     }
 }

@@ -1,13 +1,14 @@
-//! Real-time delivery: WebSocket sessions, the channel hub, event-log replay and Redis
-//! fan-out (API.md section 7).
+//! Real-time delivery: WebSocket sessions, the channel hub, each connection's feed of
+//! events in seq order, event-log replay and Redis fan-out.
 
+pub mod feed;
 mod hub;
 mod presence;
 pub mod protocol;
 mod relay;
 pub mod session;
 
-pub use hub::{ConnId, Hub, Outbound, Registration, Relay};
+pub use hub::{ConnId, Credential, Delivery, Hub, Kick, Outbound, Registration, Relay};
 pub use presence::Presence;
 pub use relay::RedisRelay;
-pub use session::{SessionEnv, shutdown_switch, start};
+pub use session::{Caller, SessionEnv, shutdown_switch, start};

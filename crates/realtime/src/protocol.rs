@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use domain::{ChannelEvent, ChannelId, FileId, MessageId, UserId, UserSummary};
+use domain::{ChannelId, FileId, MessageId, UserId, UserSummary};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -106,18 +106,6 @@ pub struct ReadyChannel {
     pub id: ChannelId,
     pub last_seq: i64,
     pub last_read_seq: i64,
-}
-
-/// `{"type": kind, "data": data}`, serialised once per event and shared by every receiver.
-pub fn encode_event(event: &ChannelEvent) -> Arc<str> {
-    #[derive(Serialize)]
-    struct Wire<'a> {
-        #[serde(rename = "type")]
-        kind: &'a str,
-        data: &'a Value,
-    }
-    serde_json::to_string(&Wire { kind: event.kind.as_str(), data: &event.data })
-        .map_or_else(|_| Arc::from("{}"), Arc::from)
 }
 
 #[cfg(test)]

@@ -1,20 +1,20 @@
-//! One WebSocket connection's life: ready, then live events in seq order with gaps filled
-//! from the event log, client frames, heartbeats, and a close code that says why it ended.
+//! One WebSocket connection's life: ready, then live events through the connection's
+//! [`Feed`], client frames, heartbeats, and a close code that says why it ended.
 
-use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-
 use std::time::{Duration, Instant};
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
-use domain::{ChannelId, UserSummary};
+use domain::{ChannelId, UserId, UserSummary};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use persistence::writer::{MessageWriter, NewMessage, PostError};
-use persistence::{Database, channels, events};
-use tokio::sync::{Notify, watch};
+use persistence::{Database, StoreError, channels, events};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, watch};
 
-use crate::hub::{Hub, Outbound};
+use crate::feed::{Feed, Replay, Resumed, Upstream};
+use crate::hub::{ConnId, Credential, Delivery, Hub, Kick, Outbound, Signal};
 use crate::protocol::{ClientFrame, FrameError, ReadyChannel, SendMessage, ServerFrame};
 
 /// Server pings this often...
@@ -23,7 +23,8 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(30);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// The most events a resume or a gap fill replays; more means `resync_required`.
 pub const MAX_REPLAY: i64 = 1000;
-/// Invalid frames in a row before the connection is closed as abusive.
+/// Bad frames (invalid, refused or over the rate) in a row before the connection is
+/// closed as abusive.
 const MAX_INVALID_FRAMES: u32 = 20;
 /// How long a slow consumer gets to read its queued frames and the 4008 close.
 const SLOW_CLOSE_WAIT: Duration = Duration::from_secs(30);
@@ -35,6 +36,8 @@ const HOLD_LIMIT: usize = 4096;
 
 /// Close 4008: the client read too slowly and should reconnect and resume.
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+/// Close 4001: the token no longer counts (logged out, expired, revoked); sign in again.
+pub const CLOSE_TOKEN_REVOKED: u16 = 4001;
 
 /// Everything a session needs, shared by all sessions of a server.
 #[derive(Clone)]
@@ -48,44 +51,130 @@ pub struct SessionEnv {
     pub shutdown: watch::Receiver<bool>,
 }
 
+/// Who is connecting, as the handshake authenticated them.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: UserSummary,
+    pub credential: Credential,
+    /// When the token expires; the connection closes with 4001 then.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
 enum End {
     Client,
     Close(CloseCode, &'static str),
-    SlowConsumer,
+    Kicked(Kick),
+}
+
+/// The feed's view of the world: the event log in the database and this connection's
+/// subscriptions in the hub.
+struct Link<'a> {
+    hub: &'a Hub,
+    db: &'a Database,
+    conn: ConnId,
+    user: UserId,
+}
+
+impl<'a> Link<'a> {
+    fn new(env: &'a SessionEnv, conn: ConnId, user: UserId) -> Self {
+        Self { hub: &env.hub, db: &env.db, conn, user }
+    }
+}
+
+impl Upstream for Link<'_> {
+    async fn replay(&mut self, channel: ChannelId, after: i64, up_to: Option<i64>) -> Result<Replay, StoreError> {
+        let mut conn = self.db.get().await?;
+        let through = match up_to {
+            Some(up_to) => up_to,
+            // A deleted channel has no row, but its log keeps the `channel_deleted`.
+            None => match channels::last_seq(&mut conn, channel).await {
+                Ok(seq) => seq,
+                Err(StoreError::NotFound) => events::newest_seq(&mut conn, channel).await?.unwrap_or(after),
+                Err(error) => return Err(error),
+            },
+        };
+        let need = through - after;
+        if need <= 0 {
+            return Ok(Replay::Complete { events: Vec::new(), through: after.max(through) });
+        }
+        if need > MAX_REPLAY {
+            return Ok(Replay::Incomplete { through });
+        }
+        let events = events::range(&mut conn, channel, after, Some(through), need).await?;
+        // Complete only if retention has not taken any of them.
+        if events.len() as i64 != need {
+            return Ok(Replay::Incomplete { through });
+        }
+        Ok(Replay::Complete { events: events.iter().map(Delivery::of).collect(), through })
+    }
+
+    async fn is_member(&mut self, channel: ChannelId) -> Result<bool, StoreError> {
+        let mut conn = self.db.get().await?;
+        match channels::access(&mut conn, channel, self.user).await {
+            Ok(access) => Ok(access.role.is_member()),
+            Err(StoreError::NotFound) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn removal(&mut self, channel: ChannelId, after: i64) -> Result<Option<Delivery>, StoreError> {
+        let mut conn = self.db.get().await?;
+        let change = events::latest_membership_change(&mut conn, channel, self.user, after).await?;
+        Ok(change.filter(|e| e.membership().is_some_and(|m| m.removes(self.user))).map(|e| Delivery::of(&e)))
+    }
+
+    fn subscribe(&mut self, channel: ChannelId) {
+        self.hub.subscribe(self.conn, channel);
+    }
+
+    fn unsubscribe(&mut self, channel: ChannelId) {
+        self.hub.unsubscribe(self.conn, channel);
+    }
 }
 
 struct Connection {
     env: SessionEnv,
     user: UserSummary,
-    conn: crate::hub::ConnId,
+    conn: ConnId,
     session: Session,
-    kicked: Arc<Notify>,
-    /// Per channel: the last seq this connection has sent.
-    last: HashMap<ChannelId, i64>,
-    /// Per channel: the `last_seq` the `ready` frame announced.
-    ready_seq: HashMap<ChannelId, i64>,
+    signal: Arc<Signal>,
+    feed: Feed,
+    /// Channels whose newest seq had moved between the snapshot and the subscription.
+    stale: Vec<(ChannelId, i64)>,
     limiter: Option<DefaultDirectRateLimiter>,
     invalid_in_a_row: u32,
 }
 
 /// Runs a connection until it ends. The caller has authenticated the user and upgraded.
-pub async fn run(env: SessionEnv, user: UserSummary, session: Session, mut stream: AggregatedMessageStream) {
-    let subscriptions = match load_subscriptions(&env.db, &user).await {
+pub async fn run(env: SessionEnv, caller: Caller, session: Session, mut stream: AggregatedMessageStream) {
+    // Registered before the snapshot: from here on, every change of this user's membership
+    // reaches the connection, whichever channels it subscribes to.
+    let mut registration = env.hub.register(caller.credential);
+    let snapshot = match snapshot(&env.db, caller.user.id).await {
         Ok(rows) => rows,
         Err(error) => {
             tracing::warn!(%error, "could not load subscriptions; closing");
+            env.hub.unregister(registration.conn);
             let _ = session
                 .close(Some(CloseReason { code: CloseCode::Again, description: Some("try again".into()) }))
                 .await;
             return;
         }
     };
-    let channel_ids: Vec<ChannelId> = subscriptions.iter().map(|(id, _, _)| *id).collect();
-    let mut registration = env.hub.register(user.id, &channel_ids);
-    // Read the seqs again now that the hub delivers to us: everything up to these numbers is
-    // in the log, everything after reaches us live.
-    let subscriptions = load_subscriptions(&env.db, &user).await.unwrap_or(subscriptions);
-    let came_online = env.hub.presence().connect(user.id);
+    // `ready` and the subscriptions come from this one snapshot.
+    for &(channel, _, _) in &snapshot {
+        env.hub.subscribe(registration.conn, channel);
+    }
+    let feed = Feed::new(caller.user.id, snapshot.iter().map(|&(id, last, _)| (id, last)));
+    // What was committed after the snapshot but published before the subscription reached
+    // no one: the newest seqs, read now that the hub delivers to us, say what to fill.
+    let channel_ids: Vec<ChannelId> = snapshot.iter().map(|(id, _, _)| *id).collect();
+    let stale = newest_seqs(&env.db, &channel_ids)
+        .await
+        .into_iter()
+        .filter(|(id, newest)| snapshot.iter().any(|(c, last, _)| c == id && newest > last))
+        .collect();
+    let came_online = env.hub.presence().connect(caller.user.id);
 
     let mut connection = Connection {
         limiter: NonZeroU32::new(env.frames_per_second).map(|rate| {
@@ -94,18 +183,18 @@ pub async fn run(env: SessionEnv, user: UserSummary, session: Session, mut strea
             )
         }),
         env,
-        user,
+        user: caller.user,
         conn: registration.conn,
         session,
-        kicked: registration.kicked.clone(),
-        last: subscriptions.iter().map(|(id, last, _)| (*id, *last)).collect(),
-        ready_seq: subscriptions.iter().map(|(id, last, _)| (*id, *last)).collect(),
+        signal: registration.signal.clone(),
+        feed,
+        stale,
         invalid_in_a_row: 0,
     };
     let ready = ServerFrame::Ready {
         session_id: format!("{}-{}", uuid::Uuid::now_v7(), registration.conn),
         user: &connection.user,
-        channels: subscriptions
+        channels: snapshot
             .iter()
             .map(|&(id, last_seq, last_read_seq)| ReadyChannel { id, last_seq, last_read_seq })
             .collect(),
@@ -116,45 +205,63 @@ pub async fn run(env: SessionEnv, user: UserSummary, session: Session, mut strea
     }
 
     let end = match connection.send(&ready).await {
-        Ok(()) => connection.serve(&mut registration.rx, &mut stream).await,
+        Ok(()) => connection.serve(&mut registration.rx, &mut stream, caller.expires_at).await,
         Err(end) => end,
     };
 
-    // False when the hub already dropped a slow consumer; either way it is gone now.
     connection.env.hub.unregister(connection.conn);
     if connection.env.hub.presence().disconnect(connection.user.id) {
-        let channels: Vec<ChannelId> = connection.last.keys().copied().collect();
+        let channels: Vec<ChannelId> = connection.feed.channels().collect();
         connection.env.hub.presence_changed(&connection.user, &channels, false, None);
     }
     let (code, description, wait) = match end {
         End::Client => return,
         End::Close(code, why) => (code, why, Duration::from_secs(5)),
-        End::SlowConsumer => {
+        End::Kicked(Kick::SlowConsumer) => {
             (CloseCode::Other(CLOSE_SLOW_CONSUMER), "slow consumer: reconnect and resume", SLOW_CLOSE_WAIT)
         }
+        End::Kicked(Kick::Revoked(why)) => (CloseCode::Other(CLOSE_TOKEN_REVOKED), why, Duration::from_secs(5)),
     };
     let reason = CloseReason { code, description: Some(description.into()) };
     let _ = tokio::time::timeout(wait, connection.session.close(Some(reason))).await;
 }
 
-async fn load_subscriptions(
-    db: &Database,
-    user: &UserSummary,
-) -> Result<Vec<(ChannelId, i64, i64)>, persistence::StoreError> {
+/// The user's channels with their newest seq and the user's read marker, in one query.
+async fn snapshot(db: &Database, user: UserId) -> Result<Vec<(ChannelId, i64, i64)>, StoreError> {
     let mut conn = db.get().await?;
-    channels::subscriptions(&mut conn, user.id).await
+    channels::subscriptions(&mut conn, user).await
+}
+
+async fn newest_seqs(db: &Database, ids: &[ChannelId]) -> Vec<(ChannelId, i64)> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let read = async {
+        let mut conn = db.get().await?;
+        channels::last_seqs(&mut conn, ids).await
+    };
+    // Without it, a channel that stays quiet shows a missed event only with its next one;
+    // nothing is lost, so a failed read is not worth refusing the connection.
+    read.await.unwrap_or_else(|error: StoreError| {
+        tracing::warn!(%error, "could not re-read the newest seqs after subscribing");
+        Vec::new()
+    })
 }
 
 impl Connection {
     async fn serve(
         &mut self,
-        rx: &mut tokio::sync::mpsc::Receiver<Outbound>,
+        rx: &mut mpsc::Receiver<Outbound>,
         stream: &mut AggregatedMessageStream,
+        expires_at: Option<OffsetDateTime>,
     ) -> End {
         let mut heartbeat = tokio::time::interval(PING_INTERVAL);
         heartbeat.tick().await;
         let mut last_heard = Instant::now();
         let mut shutdown = self.env.shutdown.clone();
+        let signal = self.signal.clone();
+        let expiry = tokio::time::sleep_until(until(expires_at));
+        tokio::pin!(expiry);
         // Live events wait (here, not in the hub's queue) until the client's first frame,
         // typically `resume`, or a short grace period: a resume must replay what was missed
         // before anything newer is sent, or the connection would see seqs out of order.
@@ -181,8 +288,8 @@ impl Connection {
                             return end;
                         }
                     }
-                    // The hub dropped us: our queue overflowed.
-                    None => return End::SlowConsumer,
+                    // The hub dropped us; the signal says why.
+                    None => return End::Kicked(signal.kicked().await),
                 },
                 message = stream.recv() => {
                     last_heard = Instant::now();
@@ -219,7 +326,10 @@ impl Connection {
                         return End::Client;
                     }
                 }
-                () = self.kicked.notified() => return End::SlowConsumer,
+                () = &mut expiry, if expires_at.is_some() => {
+                    return End::Kicked(Kick::Revoked("token expired: sign in again"));
+                }
+                why = signal.kicked() => return End::Kicked(why),
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
                         return End::Close(CloseCode::Away, "server shutting down");
@@ -229,9 +339,19 @@ impl Connection {
         }
     }
 
-    /// Ends the hold: sends what was held back, in order (already-sent seqs are dropped).
+    /// Ends the hold: fills what the snapshot missed, then sends what was held back, in
+    /// order (the feed drops what it already sent).
     async fn release(&mut self, held: &mut Option<Vec<Outbound>>) -> Option<End> {
-        for item in held.take().unwrap_or_default() {
+        let items = held.take()?;
+        let mut out = Vec::new();
+        for (channel, newest) in std::mem::take(&mut self.stale) {
+            let mut link = Link::new(&self.env, self.conn, self.user.id);
+            self.feed.fill(&mut link, channel, newest, &mut out).await;
+        }
+        if let Some(end) = self.send_all(out).await {
+            return Some(end);
+        }
+        for item in items {
             if let Some(end) = self.deliver(item).await {
                 return Some(end);
             }
@@ -242,82 +362,31 @@ impl Connection {
     /// Sends a frame. Fails when the client is gone, or when the hub gave up on this
     /// connection while the send was waiting on a stalled socket.
     async fn send(&mut self, frame: &str) -> Result<(), End> {
+        let signal = self.signal.clone();
         tokio::select! {
             sent = self.session.text(frame.to_owned()) => sent.map_err(|_| End::Client),
-            () = self.kicked.notified() => Err(End::SlowConsumer),
+            why = signal.kicked() => Err(End::Kicked(why)),
         }
     }
 
-    /// Sends an event from the hub in this connection's seq order.
+    async fn send_all(&mut self, frames: Vec<Arc<str>>) -> Option<End> {
+        for frame in frames {
+            if let Err(end) = self.send(&frame).await {
+                return Some(end);
+            }
+        }
+        None
+    }
+
+    /// Passes a hub item through the feed and sends what it allows.
     async fn deliver(&mut self, item: Outbound) -> Option<End> {
         match item {
             Outbound::Ephemeral(frame) => self.send(&frame).await.err(),
-            Outbound::Left { channel_id } => {
-                self.last.remove(&channel_id);
-                None
-            }
-            Outbound::Event { channel_id, seq, frame } => {
-                let last = *self.last.entry(channel_id).or_insert(seq - 1);
-                if seq <= last {
-                    return None;
-                }
-                if seq > last + 1
-                    && let Err(end) = self.fill_gap(channel_id, last, seq).await
-                {
-                    return Some(end);
-                }
-                self.last.insert(channel_id, seq);
-                self.send(&frame).await.err()
-            }
-        }
-    }
-
-    /// Sends events `(after, before)` from the log: they were committed before `before`
-    /// was (the channel lock guarantees it), so the log has them unless retention took them.
-    async fn fill_gap(&mut self, channel_id: ChannelId, after: i64, before: i64) -> Result<(), End> {
-        metrics::counter!("websocket_gap_fills_total").increment(1);
-        self.replay(channel_id, after, Some(before - 1)).await
-    }
-
-    /// Replays the log after `after` (up to `up_to`), or says `resync_required` when the log
-    /// no longer has it all or it is too much.
-    async fn replay(&mut self, channel_id: ChannelId, after: i64, up_to: Option<i64>) -> Result<(), End> {
-        let loaded = async {
-            let mut conn = self.env.db.get().await?;
-            let target = match up_to {
-                Some(up_to) => up_to,
-                None => channels::last_seq(&mut conn, channel_id).await?,
-            };
-            let need = target - after;
-            if need <= 0 {
-                return Ok((target, Some(Vec::new())));
-            }
-            if need > MAX_REPLAY {
-                return Ok((target, None));
-            }
-            let events = events::range(&mut conn, channel_id, after, Some(target), need).await?;
-            // Complete only if retention has not taken any of them.
-            Ok::<_, persistence::StoreError>((target, (events.len() as i64 == need).then_some(events)))
-        }
-        .await;
-        match loaded {
-            Ok((target, Some(events))) => {
-                for event in events {
-                    self.send(&crate::protocol::encode_event(&event)).await?;
-                }
-                self.last.insert(channel_id, target);
-                Ok(())
-            }
-            Ok((target, None)) => {
-                self.last.insert(channel_id, target);
-                self.send(&ServerFrame::ResyncRequired { channel_id }.encode()).await
-            }
-            Err(error) => {
-                tracing::warn!(%error, "replay failed");
-                if let Some(up_to) = up_to {
-                    self.last.insert(channel_id, up_to);
-                }
-                self.send(&ServerFrame::ResyncRequired { channel_id }.encode()).await
+            Outbound::Event(delivery) => {
+                let mut out = Vec::new();
+                let mut link = Link::new(&self.env, self.conn, self.user.id);
+                self.feed.live(&mut link, delivery, &mut out).await;
+                self.send_all(out).await
             }
         }
     }
@@ -327,10 +396,6 @@ impl Connection {
             && limiter.check().is_err()
         {
             metrics::counter!("rate_limited_total", "scope" => "websocket").increment(1);
-            self.invalid_in_a_row += 1;
-            if self.invalid_in_a_row > MAX_INVALID_FRAMES {
-                return Some(End::Close(CloseCode::Policy, "sending too fast"));
-            }
             return self.refuse(&FrameError { code: "rate_limited", detail: "slow down".into() }).await;
         }
         let frame = match ClientFrame::parse(text) {
@@ -341,7 +406,8 @@ impl Connection {
         match frame {
             ClientFrame::Ping => self.send(&ServerFrame::Pong {}.encode()).await.err(),
             ClientFrame::Typing { channel_id } => {
-                if self.env.hub.is_subscribed(self.conn, channel_id) {
+                // Typing needs membership, and the feed knows it as of the last event sent.
+                if self.feed.receives(channel_id) {
                     let frame = ServerFrame::Typing { channel_id, user: &self.user }.encode();
                     self.env.hub.broadcast(&[channel_id], &frame, Some(self.conn));
                     None
@@ -351,26 +417,19 @@ impl Connection {
             }
             ClientFrame::Message(message) => self.post(message).await,
             ClientFrame::Resume { channels } => {
+                let mut out = Vec::new();
+                let mut refused = Vec::new();
                 for (channel_id, last_seq) in channels {
-                    if !self.env.hub.is_subscribed(self.conn, channel_id) {
-                        if let Some(end) = self.refuse(&not_a_member(channel_id)).await {
-                            return Some(end);
-                        }
-                        continue;
+                    let mut link = Link::new(&self.env, self.conn, self.user.id);
+                    if self.feed.resume(&mut link, channel_id, last_seq, &mut out).await == Resumed::NotReceived {
+                        refused.push(channel_id);
                     }
-                    let from = last_seq.max(0);
-                    let sent = self.last.get(&channel_id).copied().unwrap_or(0);
-                    let sent_live = sent > self.ready_seq.get(&channel_id).copied().unwrap_or(i64::MIN);
-                    if from < sent && sent_live {
-                        // Newer events already went out on this connection; replaying older
-                        // ones now would break the seq order. The client reloads instead.
-                        if let Err(end) = self.send(&ServerFrame::ResyncRequired { channel_id }.encode()).await {
-                            return Some(end);
-                        }
-                        continue;
-                    }
-                    self.last.insert(channel_id, from);
-                    if let Err(end) = self.replay(channel_id, from, None).await {
+                }
+                if let Some(end) = self.send_all(out).await {
+                    return Some(end);
+                }
+                for channel_id in refused {
+                    if let Some(end) = self.refuse(&not_a_member(channel_id)).await {
                         return Some(end);
                     }
                 }
@@ -379,10 +438,9 @@ impl Connection {
         }
     }
 
+    /// A `message` frame: the same rules as `POST /api/chat/messages`, decided by the
+    /// writer under the channel lock.
     async fn post(&mut self, message: SendMessage) -> Option<End> {
-        if !self.env.hub.is_subscribed(self.conn, message.channel_id) {
-            return self.refuse(&not_a_member(message.channel_id)).await;
-        }
         let nonce = message.nonce.clone();
         let parsed = NewMessage::parse(
             message.channel_id,
@@ -424,11 +482,22 @@ impl Connection {
     async fn refuse(&mut self, error: &FrameError) -> Option<End> {
         self.invalid_in_a_row += 1;
         if self.invalid_in_a_row > MAX_INVALID_FRAMES {
-            return Some(End::Close(CloseCode::Policy, "too many invalid frames"));
+            let why = if error.code == "rate_limited" { "sending too fast" } else { "too many invalid frames" };
+            return Some(End::Close(CloseCode::Policy, why));
         }
         let frame = ServerFrame::Error { code: error.code, detail: &error.detail }.encode();
         self.send(&frame).await.err()
     }
+}
+
+/// The instant a token expires (far away when it does not).
+fn until(expires_at: Option<OffsetDateTime>) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    let Some(at) = expires_at else {
+        return now + Duration::from_hours(24 * 365);
+    };
+    let left = at - OffsetDateTime::now_utc();
+    now + Duration::try_from(left).unwrap_or(Duration::ZERO)
 }
 
 fn not_a_member(channel_id: ChannelId) -> FrameError {
@@ -440,14 +509,14 @@ pub fn start(
     req: &actix_web::HttpRequest,
     body: actix_web::web::Payload,
     env: SessionEnv,
-    user: UserSummary,
+    caller: Caller,
 ) -> Result<actix_web::HttpResponse, actix_web::Error> {
     let (response, session, stream) = actix_ws::handle(req, body)?;
     let stream = stream
         .max_frame_size(crate::protocol::MAX_FRAME_BYTES)
         .aggregate_continuations()
         .max_continuation_size(crate::protocol::MAX_FRAME_BYTES);
-    actix_web::rt::spawn(run(env, user, session, stream));
+    actix_web::rt::spawn(run(env, caller, session, stream));
     Ok(response)
 }
 

@@ -12,6 +12,7 @@ use crate::dto::UserDto;
 use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
 use crate::extract::{AuthUser, JSON_LIMIT, JsonBody, body_timeout, is_json, parse_json, read_limited};
 use crate::state::AppState;
+use crate::throttle;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(register).service(login).service(logout).service(me);
@@ -66,7 +67,7 @@ impl Problems {
     }
 }
 
-fn issue(state: &AppState, user: &User) -> ApiResult<TokenResponse> {
+pub fn issue(state: &AppState, user: &User) -> ApiResult<TokenResponse> {
     let issued = state.tokens.issue(user)?;
     Ok(TokenResponse { access_token: issued.access_token, token_type: "bearer", expires_in: issued.expires_in })
 }
@@ -126,6 +127,7 @@ pub async fn register(
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
         (status = 401, description = "Wrong username or password", body = ErrorBody),
+        (status = 429, description = "Too many logins from this address, or too many failed ones for this account (`LOGIN_FAILURES_PER_ACCOUNT` per 15 minutes); see `Retry-After`", body = ErrorBody),
     )
 )]
 #[post("/auth/login")]
@@ -152,17 +154,25 @@ pub async fn login(
     } else {
         parse_json(&body)?
     };
+    let account = throttle::account_key(&credentials.username);
+    throttle::check(&state, &account).await?;
     let mut conn = state.conn().await?;
     let found = users::credentials(&mut conn, &credentials.username).await?;
     drop(conn);
     // Unknown users are checked against a dummy hash so both failures take the same time.
     let verified = state.hasher.verify(&credentials.password, found.as_ref().map(|(_, hash)| hash.as_str())).await?;
     match found {
-        Some((user, _)) if verified => Ok(web::Json(issue(&state, &user)?)),
-        _ => Err(ApiError::Unauthorized {
-            code: "invalid_credentials",
-            detail: "Incorrect username or password.".into(),
-        }),
+        Some((user, _)) if verified => {
+            throttle::succeeded(&state, &account).await?;
+            Ok(web::Json(issue(&state, &user)?))
+        }
+        _ => {
+            throttle::failed(&state, &account).await?;
+            Err(ApiError::Unauthorized {
+                code: "invalid_credentials",
+                detail: "Incorrect username or password.".into(),
+            })
+        }
     }
 }
 

@@ -177,8 +177,8 @@ pub async fn create_channel(
     let name = name.ok_or_else(|| ApiError::internal("validated name missing"))?;
     let mut conn = state.conn().await?;
     let owner = caller_summary(&mut conn, &caller).await?;
-    let (channel, events) = channels::create(&mut conn, &owner, &name, description.as_ref(), body.is_private).await?;
-    state.hub.publish(events);
+    let channel =
+        channels::create(&mut conn, &owner, &name, description.as_ref(), body.is_private).await?.publish(&state.hub);
     Ok(HttpResponse::Created().json(ChannelDto::from(&channel)))
 }
 
@@ -237,8 +237,7 @@ pub async fn open_dm(
     let mut conn = state.conn().await?;
     let me = caller_summary(&mut conn, &caller).await?;
     let other = user_by_name(&mut conn, &username).await?;
-    let (channel, created, events) = channels::open_dm(&mut conn, &me, &other).await?;
-    state.hub.publish(events);
+    let (channel, created) = channels::open_dm(&mut conn, &me, &other).await?.publish(&state.hub);
     let dto = ChannelDto::from(&channel);
     Ok(if created { HttpResponse::Created().json(dto) } else { HttpResponse::Ok().json(dto) })
 }
@@ -280,8 +279,8 @@ pub async fn update_channel(
     let channel_id = ChannelId::from_uuid(*id);
     let mut conn = state.conn().await?;
     channel_access(&mut conn, channel_id, caller.id(), Action::Moderate).await?;
-    let (channel, events) = channels::update(&mut conn, channel_id, ChannelChanges { name, description }).await?;
-    state.hub.publish(events);
+    let channel =
+        channels::update(&mut conn, channel_id, ChannelChanges { name, description }).await?.publish(&state.hub);
     Ok(web::Json(ChannelDto::from(&channel)))
 }
 
@@ -296,8 +295,7 @@ pub async fn delete_channel(
     let channel_id = ChannelId::from_uuid(*id);
     let mut conn = state.conn().await?;
     channel_access(&mut conn, channel_id, caller.id(), Action::Moderate).await?;
-    let events = channels::delete(&mut conn, channel_id, caller.id()).await?;
-    state.hub.publish(events);
+    channels::delete(&mut conn, channel_id, caller.id()).await?.publish(&state.hub);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -313,8 +311,7 @@ pub async fn join(
     let mut conn = state.conn().await?;
     channel_access(&mut conn, channel_id, caller.id(), Action::Join).await?;
     let me = caller_summary(&mut conn, &caller).await?;
-    let (channel, events) = channels::join(&mut conn, channel_id, &me).await.map_err(banned_to_forbidden)?;
-    state.hub.publish(events);
+    let channel = channels::join(&mut conn, channel_id, &me).await.map_err(banned_to_forbidden)?.publish(&state.hub);
     Ok(web::Json(ChannelDto::from(&channel)))
 }
 
@@ -336,8 +333,7 @@ pub async fn leave(state: web::Data<AppState>, caller: AuthUser, id: web::Path<U
     let mut conn = state.conn().await?;
     channel_access(&mut conn, channel_id, caller.id(), Action::Leave).await?;
     let me = caller_summary(&mut conn, &caller).await?;
-    let events = channels::leave(&mut conn, channel_id, &me).await?;
-    state.hub.publish(events);
+    channels::leave(&mut conn, channel_id, &me).await?.publish(&state.hub);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -374,14 +370,16 @@ pub async fn add_member(
 ) -> ApiResult<web::Json<ChannelDto>> {
     let (mut conn, access, target) = channel_and_target(&state, &caller, path.into_inner(), Action::Invite).await?;
     let channel_id = access.channel.id;
-    let (channel, events) = channels::join(&mut conn, channel_id, &target).await.map_err(|e| match e {
-        persistence::StoreError::Conflict("user_banned") => ApiError::Conflict {
-            code: "user_banned",
-            detail: "That user is banned from this channel; unban them first.".into(),
-        },
-        other => other.into(),
-    })?;
-    state.hub.publish(events);
+    let channel = channels::join(&mut conn, channel_id, &target)
+        .await
+        .map_err(|e| match e {
+            persistence::StoreError::Conflict("user_banned") => ApiError::Conflict {
+                code: "user_banned",
+                detail: "That user is banned from this channel; unban them first.".into(),
+            },
+            other => other.into(),
+        })?
+        .publish(&state.hub);
     Ok(web::Json(ChannelDto::from(&channel)))
 }
 
@@ -396,8 +394,7 @@ pub async fn ban(
 ) -> ApiResult<web::Json<ChannelWithBans>> {
     let (mut conn, access, target) = channel_and_target(&state, &caller, path.into_inner(), Action::Moderate).await?;
     domain::access::may_ban(target.id == access.channel.owner_id)?;
-    let (channel, events) = channels::ban(&mut conn, access.channel.id, &target, caller.id()).await?;
-    state.hub.publish(events);
+    let channel = channels::ban(&mut conn, access.channel.id, &target, caller.id()).await?.publish(&state.hub);
     Ok(web::Json(with_bans(&mut conn, &channel).await?))
 }
 
@@ -410,8 +407,7 @@ pub async fn unban(
     path: web::Path<(Uuid, String)>,
 ) -> ApiResult<web::Json<ChannelWithBans>> {
     let (mut conn, access, target) = channel_and_target(&state, &caller, path.into_inner(), Action::Moderate).await?;
-    let (channel, events) = channels::unban(&mut conn, access.channel.id, &target).await?;
-    state.hub.publish(events);
+    let channel = channels::unban(&mut conn, access.channel.id, &target).await?.publish(&state.hub);
     Ok(web::Json(with_bans(&mut conn, &channel).await?))
 }
 

@@ -299,7 +299,7 @@ pub async fn delete_file(state: web::Data<AppState>, caller: AuthUser, id: web::
         return Err(ApiError::Forbidden("only the uploader may delete a file".into()));
     }
     let mut conn = state.conn().await?;
-    files::delete(&mut conn, meta.id).await?;
+    files::delete(&mut conn, meta.id).await?.publish(&state.hub);
     if let Err(error) = state.files.delete(&meta.id.to_string()).await {
         tracing::warn!(%error, file = %meta.id, "could not remove a deleted file's bytes");
     }

@@ -249,8 +249,7 @@ pub async fn edit_message(
         return Err(ApiError::not_found("message"));
     }
     let content = MessageContent::parse(&body.0.content, !current.attachments.is_empty())?;
-    let (message, events) = messages::edit(&mut conn, id, &content).await?;
-    state.hub.publish(events);
+    let message = messages::edit(&mut conn, id, caller.id(), &content).await?.publish(&state.hub);
     let message = messages::get(&mut conn, message.id, caller.id()).await?;
     Ok(web::Json(MessageDto::from(&message)))
 }
@@ -265,14 +264,9 @@ pub async fn delete_message(
 ) -> ApiResult<HttpResponse> {
     let id = MessageId::from_uuid(*id);
     let mut conn = state.conn().await?;
-    let access = message_access(&mut conn, id, &caller, Action::Read).await?;
-    let (author, _) = messages::author(&mut conn, id).await?;
-    let is_owner = access.role == domain::Role::Owner;
-    if author != caller.id() && !is_owner {
-        return Err(ApiError::Forbidden("only the author or the channel owner may delete a message".into()));
-    }
-    let events = messages::delete(&mut conn, id).await?;
-    state.hub.publish(events);
+    message_access(&mut conn, id, &caller, Action::Read).await?;
+    // Author or channel owner, decided under the channel lock.
+    messages::delete(&mut conn, id, caller.id()).await?.publish(&state.hub);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -319,18 +313,20 @@ pub async fn add_reaction(
     let mut conn = state.conn().await?;
     message_access(&mut conn, id, &caller, Action::Post).await?;
     let me = users::summary(&mut conn, caller.id()).await?;
-    let events = messages::react(&mut conn, id, &me, &emoji).await.map_err(|e| match e {
-        persistence::StoreError::NotFound => ApiError::not_found("message"),
-        persistence::StoreError::Conflict(code @ "too_many_reactions") => ApiError::Conflict {
-            code,
-            detail: format!(
-                "A message can carry at most {} different reactions; add one of those already there.",
-                domain::message::MAX_DISTINCT_REACTIONS
-            ),
-        },
-        other => other.into(),
-    })?;
-    state.hub.publish(events);
+    messages::react(&mut conn, id, &me, &emoji)
+        .await
+        .map_err(|e| match e {
+            persistence::StoreError::NotFound => ApiError::not_found("message"),
+            persistence::StoreError::Conflict(code @ "too_many_reactions") => ApiError::Conflict {
+                code,
+                detail: format!(
+                    "A message can carry at most {} different reactions; add one of those already there.",
+                    domain::message::MAX_DISTINCT_REACTIONS
+                ),
+            },
+            other => other.into(),
+        })?
+        .publish(&state.hub);
     Ok(web::Json(reactions_of(&mut conn, id, &caller).await?))
 }
 
@@ -348,8 +344,7 @@ pub async fn remove_reaction(
     let mut conn = state.conn().await?;
     message_access(&mut conn, id, &caller, Action::Post).await?;
     let me = users::summary(&mut conn, caller.id()).await?;
-    let events = messages::unreact(&mut conn, id, &me, &emoji).await?;
-    state.hub.publish(events);
+    messages::unreact(&mut conn, id, &me, &emoji).await?.publish(&state.hub);
     Ok(HttpResponse::NoContent().finish())
 }
 

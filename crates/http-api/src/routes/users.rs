@@ -3,15 +3,17 @@
 use actix_web::{get, patch, web};
 use domain::{Cursor, DisplayName, Email, Limit, Password};
 use persistence::users::{self, UserChanges};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::auth::Problems;
+use super::auth::{Problems, TokenResponse};
 use crate::dto::{Page, UserDto};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AuthUser, JsonBody};
 use crate::state::AppState;
+use crate::throttle;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(get_me).service(update_me).service(list_users).service(get_user);
@@ -39,16 +41,30 @@ pub struct UpdateMeRequest {
     pub current_password: Option<String>,
 }
 
-/// Change display name, email or password (the last two need `current_password`).
+/// The account after an update; a password change adds a fresh token, because it revoked
+/// every other token of the account (the one used for the request included).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UpdatedAccount {
+    #[serde(flatten)]
+    pub user: UserDto,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenResponse>,
+}
+
+/// Change display name, email or password (the last two need `current_password`). A
+/// password change revokes every token of the account issued before it, on every node
+/// (open WebSockets close with 4001), and the response carries a fresh `access_token`.
+/// Wrong `current_password`s count towards the account's failed logins.
 #[utoipa::path(
     tag = "users",
     security(("bearer" = [])),
     request_body = UpdateMeRequest,
     responses(
-        (status = 200, body = UserDto),
+        (status = 200, body = UpdatedAccount),
         (status = 403, description = "current_password is wrong", body = ErrorBody),
         (status = 409, description = "email taken", body = ErrorBody),
         (status = 422, body = ErrorBody),
+        (status = 429, description = "Too many failed logins or `current_password`s for this account", body = ErrorBody),
     )
 )]
 #[patch("/users/me")]
@@ -56,7 +72,7 @@ pub async fn update_me(
     state: web::Data<AppState>,
     caller: AuthUser,
     body: JsonBody<UpdateMeRequest>,
-) -> ApiResult<web::Json<UserDto>> {
+) -> ApiResult<web::Json<UpdatedAccount>> {
     let body = body.0;
     let mut problems = Problems::default();
     let display_name = body.display_name.as_deref().and_then(|raw| problems.check(DisplayName::parse(raw)));
@@ -66,15 +82,21 @@ pub async fn update_me(
 
     let mut changes =
         UserChanges { display_name: display_name.map(|d| d.as_str().to_owned()), ..UserChanges::default() };
+    let password_changes = password.is_some();
     if email.is_some() || password.is_some() {
         let current = body
             .current_password
             .ok_or_else(|| ApiError::validation("current_password", "is required to change email or password"))?;
+        // A stolen token must not give unlimited password guesses: they count as failed
+        // logins of the account.
+        let account = throttle::account_key(&caller.claims.username);
+        throttle::check(&state, &account).await?;
         let hash = {
             let mut conn = state.conn().await?;
             users::password_hash(&mut conn, caller.id()).await?
         };
         if !state.hasher.verify(&current, Some(&hash)).await? {
+            throttle::failed(&state, &account).await?;
             return Err(ApiError::Forbidden("current_password is incorrect".into()));
         }
         changes.email = email.map(|e| e.as_str().to_owned());
@@ -84,8 +106,15 @@ pub async fn update_me(
     }
     let mut conn = state.conn().await?;
     let user = users::update(&mut conn, caller.id(), changes).await?;
+    drop(conn);
     state.accounts.put(user.clone());
-    Ok(web::Json(UserDto::own(&user, state.hub.presence().is_online(user.id))))
+    let token = if password_changes {
+        state.revocations.revoke_all_before(&state.db, user.id, OffsetDateTime::now_utc()).await?;
+        Some(super::auth::issue(&state, &user)?)
+    } else {
+        None
+    };
+    Ok(web::Json(UpdatedAccount { user: UserDto::own(&user, state.hub.presence().is_online(user.id)), token }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -31,7 +31,14 @@ pub struct WsQuery {
 /// {channel_id}` when a resume reaches past the kept log. Clients send `ping`, `typing
 /// {channel_id}`, `message {channel_id, content, parent_id?, nonce}` and `resume {channels:
 /// {channel_id: last_seq}}`. Close codes: 1001 server shutting down, 1008 abuse, 1009 frame
-/// over 64 KiB, 4008 slow consumer (reconnect and resume).
+/// over 64 KiB, 4001 token revoked or expired (logout, password change; sign in again),
+/// 4008 slow consumer (reconnect and resume).
+///
+/// A connection's rights follow the database at each event's seq: it receives its user's
+/// `member_joined` and everything after; a `member_left`, `member_banned` or
+/// `channel_deleted` is the last event of that channel it receives. A `resume` of a channel
+/// the user no longer belongs to gives only that last event (if it is newer than the seq
+/// given), or an `error` `not_found`.
 #[utoipa::path(
     tag = "realtime",
     params(WsQuery),
@@ -93,5 +100,10 @@ async fn upgrade(
         let mut conn = state.conn().await?;
         persistence::users::summary(&mut conn, claims.user_id()).await.map_err(crate::accounts::account_gone)?
     };
-    realtime::start(req, body, state.session_env(), user).map_err(|e| ApiError::BadRequest(e.to_string()))
+    let caller = realtime::Caller {
+        credential: realtime::Credential { user: user.id, token: claims.jti, issued_at: claims.issued_at_ms() },
+        expires_at: Some(claims.expires_at()),
+        user,
+    };
+    realtime::start(req, body, state.session_env(), caller).map_err(|e| ApiError::BadRequest(e.to_string()))
 }

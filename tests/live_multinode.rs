@@ -1,0 +1,215 @@
+//! Live connections follow the database across nodes (docs/api.md section 10): revocation
+//! and bans reach sockets on the other node, and after a Redis outage every node catches up
+//! from the event log by itself. The outage tests run their own Redis and stop only it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use blackbox_tests::TestApp;
+use blackbox_tests::proxy::Proxy;
+use blackbox_tests::ws::WsClient;
+use serde_json::{Value, json};
+
+/// A Redis server of this test's own, on a free port.
+struct OwnRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut redis = Self { port, child: None };
+        redis.restart();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "our Redis did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills our Redis (by its PID, nobody else's).
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn redis(url: String, namespace: &str) -> impl FnOnce(&mut http_api::Settings) {
+    let namespace = namespace.to_owned();
+    move |s| {
+        s.redis_url = Some(http_api::config::Secret(url));
+        s.redis_namespace = namespace;
+    }
+}
+
+async fn connect(app: &TestApp, token: &str) -> WsClient {
+    let mut ws = WsClient::connect(&app.ws_url(&format!("/api/ws?token={token}"))).await.unwrap();
+    assert_eq!(ws.next_json().await["type"], "ready");
+    ws
+}
+
+async fn post(app: &TestApp, token: &str, channel: &str, content: &str) -> Value {
+    app.client
+        .post("/api/chat/messages", Some(token), &json!({"content": content, "channel_id": channel}))
+        .await
+        .assert_status(201)
+        .clone()
+}
+
+/// Alice on node a owns `general`; Bob, on node b, joined it.
+async fn alice_and_bob(a: &TestApp, b: &TestApp) -> (String, String, String) {
+    let alice = a.user("alice").await;
+    let bob = b.user("bob").await;
+    let general =
+        a.client.post("/api/channels", Some(&alice), &json!({"name": "general"})).await.assert_status(201)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    b.client.post_empty(&format!("/api/channels/{general}/join"), Some(&bob)).await.assert_status(200);
+    (alice, bob, general)
+}
+
+async fn messages_within(ws: &mut WsClient, n: usize, wait: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + wait;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match ws.next_json_within(left).await {
+            Some(frame) if frame["type"] == "message" => out.push(frame["data"].clone()),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    out
+}
+
+async fn gauge(app: &TestApp, name: &str) -> Option<f64> {
+    let text = app.client.get("/metrics", None).await.text;
+    text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_on_one_node_closes_the_socket_on_the_other_within_a_second() {
+    let namespace = format!("live-{}", uuid::Uuid::new_v4().simple());
+    let a = TestApp::spawn_with(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
+    let b = a.spawn_sibling(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
+    let token = a.user("alice").await;
+    let mut on_b = connect(&b, &token).await;
+    a.client.post_empty("/api/auth/logout", Some(&token)).await.assert_status(204);
+    let started = Instant::now();
+    assert_eq!(on_b.close_code().await, Some(4001));
+    assert!(started.elapsed() < Duration::from_secs(1), "closed after {:?}", started.elapsed());
+    // And it cannot post any more: it is gone, and the token is refused on b.
+    b.client.get("/api/users/me", Some(&token)).await.assert_error(401, "token_revoked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_on_one_node_reaches_the_banned_socket_on_the_other_at_its_seq() {
+    let namespace = format!("live-{}", uuid::Uuid::new_v4().simple());
+    let a = TestApp::spawn_with(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
+    let b = a.spawn_sibling(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
+    let (alice, bob, general) = alice_and_bob(&a, &b).await;
+    let side = a.client.post("/api/channels", Some(&alice), &json!({"name": "side"})).await.assert_status(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.client.post_empty(&format!("/api/channels/{side}/join"), Some(&bob)).await.assert_status(200);
+    let mut bob_on_b = connect(&b, &bob).await;
+
+    a.client.post_empty(&format!("/api/channels/{general}/ban-by-username/bob"), Some(&alice)).await.assert_status(200);
+    let after = post(&a, &alice, &general, "after the ban").await;
+    let sentinel = post(&a, &alice, &side, "sentinel").await;
+    let mut general_frames = Vec::new();
+    loop {
+        let frame = bob_on_b.next_json().await;
+        if frame["data"]["id"] == sentinel["id"] {
+            break;
+        }
+        if frame["data"]["channel_id"] == general {
+            general_frames.push(frame);
+        }
+    }
+    assert_eq!(general_frames.len(), 1, "{general_frames:?}");
+    assert_eq!(general_frames[0]["type"], "member_banned");
+    assert_eq!(general_frames[0]["data"]["seq"].as_i64().unwrap(), after["seq"].as_i64().unwrap() - 1);
+}
+
+/// Redis killed, three posts on node b while it is down, Redis back, nobody posts again:
+/// node a's client has all three, in order, within 2 s of Redis returning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_in_a_quiet_channel_loses_nothing() {
+    let mut own = OwnRedis::start();
+    let namespace = format!("live-{}", uuid::Uuid::new_v4().simple());
+    let a = TestApp::spawn_with(redis(own.url(), &namespace)).await;
+    let b = a.spawn_sibling(redis(own.url(), &namespace)).await;
+    let (alice, bob, general) = alice_and_bob(&a, &b).await;
+    let mut alice_on_a = connect(&a, &alice).await;
+    let first = post(&b, &bob, &general, "before").await;
+    assert_eq!(messages_within(&mut alice_on_a, 1, Duration::from_secs(5)).await[0]["id"], first["id"]);
+    assert_eq!(gauge(&a, "redis_connected").await, Some(1.0));
+
+    own.kill();
+    let mut during = Vec::new();
+    for i in 0..3 {
+        during.push(post(&b, &bob, &general, &format!("during {i}")).await["id"].clone());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gauge(&a, "redis_connected").await != Some(0.0) {
+        assert!(Instant::now() < deadline, "the gauge never showed the outage");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    own.restart();
+    let got = messages_within(&mut alice_on_a, 3, Duration::from_secs(4)).await;
+    let ids: Vec<Value> = got.iter().map(|m| m["id"].clone()).collect();
+    assert_eq!(ids, during, "all three, in order, without a later post");
+    let seqs: Vec<i64> = got.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    assert_eq!(gauge(&a, "redis_connected").await, Some(1.0));
+}
+
+/// A 300 ms blip on node b's link with no posts: the first post after it is not lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_blip_loses_nothing() {
+    let namespace = format!("live-{}", uuid::Uuid::new_v4().simple());
+    let a = TestApp::spawn_with(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
+    let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
+    let b = a.spawn_sibling(redis(proxy.url(), &namespace)).await;
+    let (alice, bob, general) = alice_and_bob(&a, &b).await;
+    let mut alice_on_a = connect(&a, &alice).await;
+    let first = post(&b, &bob, &general, "before").await;
+    assert_eq!(messages_within(&mut alice_on_a, 1, Duration::from_secs(5)).await[0]["id"], first["id"]);
+
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.restore();
+    let after = post(&b, &bob, &general, "the first after the blip").await;
+    let got = messages_within(&mut alice_on_a, 1, Duration::from_secs(2)).await;
+    assert_eq!(got.first().map(|m| m["id"].clone()), Some(after["id"].clone()), "lost the first post after a blip");
+}
