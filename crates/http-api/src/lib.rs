@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod app;
+pub mod banner;
 pub mod config;
 pub mod dto;
 pub mod error;

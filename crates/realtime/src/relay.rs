@@ -61,6 +61,11 @@ impl RedisRelay {
         Ok(relay)
     }
 
+    /// This node's id on the Redis topic, as the other nodes see it.
+    pub fn node(&self) -> Uuid {
+        self.node
+    }
+
     fn send(&self, wire: &Wire) {
         if let Ok(payload) = serde_json::to_string(wire)
             && self.outbox.try_send(payload).is_err()
