@@ -19,9 +19,9 @@ use utoipa_actix_web::AppExt as _;
 
 use crate::banner::{Banner, DatabaseOrigin};
 use crate::config::Settings;
-use crate::error::ApiError;
 use crate::extract;
 use crate::files::LocalDisk;
+use crate::methods::{self, RouteTable};
 use crate::metrics::Metrics;
 use crate::openapi::ApiDoc;
 use crate::request_id;
@@ -305,8 +305,14 @@ fn build_app(
         .split_for_parts();
     openapi.info.title.clone_from(&settings.app_name);
     utoipa::Modify::modify(&crate::openapi::CommonErrors, &mut openapi);
+    let mut route_table = RouteTable::from_openapi(&openapi);
+    for template in routes::docs::ROUTES {
+        route_table.add(template, vec![actix_web::http::Method::GET]);
+    }
     app.configure(|cfg| routes::docs::configure(cfg, openapi))
-        .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::not_found("resource")) }))
+        .app_data(web::Data::new(route_table))
+        .default_service(web::to(methods::no_route))
+        .wrap(from_fn(methods::head_as_get))
         .wrap(cors(&settings))
         .wrap(
             DefaultHeaders::new()
