@@ -1,6 +1,6 @@
 //! Channel-scoped events: everything that happens in a channel gets the channel's next `seq`
 //! and is written to the event log in the same transaction as the change itself, so a client
-//! can replay what it missed (API.md section 7).
+//! can replay what it missed (docs/websocket.md).
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -75,7 +75,7 @@ impl EventKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum EventBody {
-    /// `data` is the message itself, exactly as SEED.md shows (its `seq` is the event's).
+    /// `data` is the message itself, exactly as `POST /api/chat/messages` returns it (its `seq` is the event's).
     Message(Box<Message>),
     MessageUpdated {
         message: Box<Message>,

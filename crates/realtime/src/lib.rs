@@ -1,5 +1,5 @@
 //! Real-time delivery: WebSocket sessions, the channel hub, event-log replay and Redis
-//! fan-out (API.md section 7).
+//! fan-out (docs/websocket.md).
 
 mod hub;
 mod presence;
