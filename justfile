@@ -7,7 +7,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 default:
     @just --list
 
-# Run the server with optimisations (configuration: API.md section 9).
+# Run the server with optimisations (configuration: the README's Configuration table).
 run *ARGS:
     cargo run --release -p chat-server -- {{ ARGS }}
 

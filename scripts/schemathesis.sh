@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Property-based API testing with Schemathesis against the server's own /openapi.json.
 #
-# The server describes itself (API.md section 8), so Schemathesis can generate requests
+# The server describes itself (docs/api.md section 8), so Schemathesis can generate requests
 # for every operation and check two things on each response: no 5xx (`not_a_server_error`)
 # and a body that matches the documented schema (`response_schema_conformance`). That
 # catches crashes on odd input and drift between the handlers and their OpenAPI

@@ -1,4 +1,4 @@
-//! API.md sections 2 and 3: registration, login, logout, tokens, users.
+//! docs/api.md sections 2 and 3: registration, login, logout, tokens, users.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

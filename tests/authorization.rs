@@ -1,4 +1,4 @@
-//! API.md section 4's authorization rules as one table: every channel-scoped endpoint, for
+//! docs/api.md section 4's authorization rules as one table: every channel-scoped endpoint, for
 //! every role a caller can have, in every kind of channel. Each cell runs against a fresh
 //! channel, so what one call changes (a leave, a ban, a delete) never colours the next.
 //!

@@ -1,4 +1,4 @@
-//! API.md section 4 and SEED.md's channel examples: channels, membership, DMs, moderation.
+//! docs/api.md section 4 and the channel examples of section 0: channels, membership, DMs, moderation.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,4 +1,4 @@
-//! API.md section 6: uploads streamed to storage under a size limit, sniffed content types,
+//! docs/api.md section 6: uploads streamed to storage under a size limit, sniffed content types,
 //! sanitised names, downloads with ranges, and who may read and delete a file.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

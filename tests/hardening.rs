@@ -1,4 +1,4 @@
-//! API.md sections 1 and 8 under abuse: rate limits, hostile input, forged tokens.
+//! docs/api.md sections 1 and 8 under abuse: rate limits, hostile input, forged tokens.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

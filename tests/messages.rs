@@ -1,4 +1,4 @@
-//! API.md section 5 and SEED.md's "send a message" example: messages, threads, edits,
+//! docs/api.md section 5 and the "send a message" example of section 0: messages, threads, edits,
 //! tombstones, idempotent sends, history paging, reactions, search, and the seq guarantees
 //! under concurrency.
 
@@ -170,7 +170,7 @@ async fn seed_send_a_message_example_has_the_documented_shape() {
         .await;
     let message = reply.assert_status(201);
     assert!(reply.header("content-type").unwrap().starts_with("application/json"), "{:?}", reply.headers);
-    // SEED.md's fields, exactly as shown.
+    // The fields of docs/api.md section 0, exactly as shown.
     assert_eq!(message["content"], "Hello, world!");
     assert_eq!(message["user_id"], me["id"]);
     assert_eq!(message["channel_id"], channel.as_str());
@@ -182,7 +182,7 @@ async fn seed_send_a_message_example_has_the_documented_shape() {
     );
     let message_id = uuid(id(message));
     assert_eq!(message_id.get_version_num(), 7, "ids are UUIDv7");
-    // And the rest of API.md's Message.
+    // And the rest of docs/api.md's Message (section 5).
     assert_eq!(
         sorted_keys(message),
         [
@@ -307,7 +307,7 @@ async fn threads_are_one_level_deep_and_stay_in_their_channel() {
     let orphan = reply_to(&app, &owner, &channel, &Uuid::now_v7().to_string(), "orphan").await;
     orphan.assert_error(422, "validation_error");
     // A parent in a private channel the sender cannot see gets the very same answer: the
-    // refusal must not confirm that the message exists (API.md section 1).
+    // refusal must not confirm that the message exists (docs/api.md section 1).
     let stranger = app.user("stranger").await;
     let hidden = create_channel(&app, &stranger, "hidden", true).await;
     let secret = post(&app, &stranger, &hidden, "secret").await;
@@ -640,7 +640,7 @@ async fn history_limit_is_1_to_200_and_cursors_are_checked() {
 
 #[tokio::test]
 async fn history_shows_top_level_messages_only_replies_live_in_their_thread() {
-    // A documented design choice (API.md section 5: "page of thread replies" is its own
+    // A documented design choice (docs/api.md section 5: "page of thread replies" is its own
     // endpoint); Slack's channel view works the same way.
     let Room { app, owner, member, channel } = room().await;
     let parent = post(&app, &owner, &channel, "top").await;
@@ -769,7 +769,7 @@ async fn an_emoji_is_one_grapheme_or_a_short_code() {
         .assert_error(404, "not_found");
 }
 
-/// "No endpoint returns an unbounded list" (API.md section 1): the reactions listing and
+/// "No endpoint returns an unbounded list" (docs/api.md section 1): the reactions listing and
 /// every message that embeds them. Short codes are endless, so the number of different
 /// reactions on one message is capped (as in Discord and Slack).
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! API.md section 7, multi-node: two servers on one database, fanned out through the
+//! docs/websocket.md, multi-node: two servers on one database, fanned out through the
 //! Redis on 127.0.0.1:6379.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -1,4 +1,4 @@
-//! API.md section 7: the WebSocket protocol and its delivery guarantees.
+//! docs/websocket.md: the WebSocket protocol and its delivery guarantees.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

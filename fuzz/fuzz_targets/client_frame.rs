@@ -1,4 +1,4 @@
-//! Decodes arbitrary bytes as a WebSocket client frame (API.md section 7: `ping`, `typing`,
+//! Decodes arbitrary bytes as a WebSocket client frame (docs/websocket.md: `ping`, `typing`,
 //! `message`, `resume` in the `{"type", "data"}` envelope), through the same
 //! `realtime::protocol::ClientFrame::parse` the connection loop calls on each text frame.
 //!

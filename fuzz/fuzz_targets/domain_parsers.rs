@@ -1,5 +1,5 @@
 //! Feeds arbitrary text into every `parse` constructor of the domain crate and checks the
-//! invariants each one promises (API.md sections 2, 4, 5 and 6): a value that parsed once
+//! invariants each one promises (docs/api.md sections 2, 4, 5 and 6): a value that parsed once
 //! parses again to itself, lengths and character rules hold on the output, and nothing
 //! panics, whatever the input.
 

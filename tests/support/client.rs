@@ -89,7 +89,7 @@ impl Client {
         self.send(self.request(Method::PUT, path, token).json(body)).await
     }
 
-    /// Uploads `bytes` as the multipart part `file` named `filename` (API.md section 6).
+    /// Uploads `bytes` as the multipart part `file` named `filename` (docs/api.md section 6).
     pub async fn upload(&self, token: Option<&str>, filename: &str, bytes: Vec<u8>) -> Reply {
         let part = reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned());
         let form = reqwest::multipart::Form::new().part("file", part);

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-const ABOUT: &str = "Load generator for a chat server speaking SEED.md/API.md (HTTP + WebSocket).";
+const ABOUT: &str = "Load generator for a chat server speaking the API of docs/api.md (HTTP + WebSocket).";
 
 const LONG_ABOUT: &str = "\
-Load generator for a chat server speaking SEED.md/API.md (HTTP + WebSocket).
+Load generator for a chat server speaking the API of docs/api.md (HTTP + WebSocket).
 
 chat-bench creates its own users and channels (names start with a random run prefix) and
 drives the server at --url, which must be on this machine (127.0.0.0/8, localhost or ::1).

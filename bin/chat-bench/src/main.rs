@@ -1,4 +1,4 @@
-//! chat-bench: a load generator for any server speaking SEED.md/API.md. See `--help`.
+//! chat-bench: a load generator for any server speaking the API of docs/api.md. See `--help`.
 
 mod api;
 mod baseline;

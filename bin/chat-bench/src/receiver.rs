@@ -27,7 +27,7 @@ use crate::ws::{self, Event, Ws};
 
 /// How long a connection may take to open and send `ready`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// The close code API.md gives slow consumers.
+/// The close code docs/websocket.md gives slow consumers.
 const SLOW_CONSUMER: u16 = 4008;
 
 #[derive(Clone, Debug)]
@@ -65,7 +65,7 @@ pub struct Shared {
 /// Counters of one receiver, summed over all of them for the report.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct ReceiverStats {
-    /// Events whose `seq` was not above the previous one's (API.md: strictly increasing).
+    /// Events whose `seq` was not above the previous one's (docs/websocket.md: strictly increasing).
     pub order_violations: u64,
     pub reconnects: u64,
     /// Messages received after a reconnect with a `seq` at or below the `ready`'s `last_seq`:
@@ -243,7 +243,7 @@ async fn connect_and_ready(spec: &ReceiverSpec, shared: &Shared, first: bool) ->
     .context("no ready frame within 15 s")?
 }
 
-/// Reads until the `ready` frame; API.md says it comes first.
+/// Reads until the `ready` frame; docs/websocket.md says it comes first.
 pub async fn wait_for_ready(ws: &mut Ws, channel_id: &str) -> Result<Option<u64>> {
     while let Some(frame) = ws.next().await {
         match frame.context("WebSocket error before ready")? {

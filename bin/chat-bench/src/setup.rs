@@ -36,7 +36,7 @@ pub fn run_prefix() -> String {
     prefix
 }
 
-/// A username within API.md's rules (3–32 of `[A-Za-z0-9_.-]`).
+/// A username within docs/api.md's rules (3–32 of `[A-Za-z0-9_.-]`).
 pub fn username(prefix: &str, role: &str, index: usize) -> String {
     format!("{prefix}_{role}{index}")
 }

@@ -1,4 +1,4 @@
-//! Channels and direct-message conversations (API.md section 4).
+//! Channels and direct-message conversations (docs/api.md section 4).
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;

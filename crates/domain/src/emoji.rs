@@ -1,4 +1,4 @@
-//! What counts as one emoji (API.md section 5: "one emoji grapheme cluster"): a pictograph
+//! What counts as one emoji (docs/api.md section 5: "one emoji grapheme cluster"): a pictograph
 //! with its optional presentation selector, skin-tone modifier, ZWJ-joined partners or tag
 //! sequence; a flag (two regional indicators); or a keycap (`1️⃣`). Anything else that merely
 //! is not ASCII — `€`, `→`, a lone combining mark, an invisible zero-width space or a

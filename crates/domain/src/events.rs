@@ -1,6 +1,6 @@
 //! Channel-scoped events: everything that happens in a channel gets the channel's next `seq`
 //! and is written to the event log in the same transaction as the change itself, so a client
-//! can replay what it missed.
+//! can replay what it missed (docs/websocket.md).
 //!
 //! Events are types: [`ChannelEvent`] carries a closed [`EventBody`], and anything that reacts
 //! to events (the hub, a socket, a test) matches on the body, so the compiler lists every
@@ -74,7 +74,7 @@ impl EventKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum EventBody {
-    /// `data` is the message itself, exactly as SEED.md shows (its `seq` is the event's).
+    /// `data` is the message itself, exactly as `POST /api/chat/messages` returns it (its `seq` is the event's).
     Message(Box<Message>),
     MessageUpdated {
         message: Box<Message>,

@@ -1,4 +1,4 @@
-//! Uploaded files (API.md section 6).
+//! Uploaded files (docs/api.md section 6).
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;

@@ -1,4 +1,4 @@
-//! Messages, threads and reactions (API.md section 5).
+//! Messages, threads and reactions (docs/api.md section 5).
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -14,7 +14,7 @@ pub const MAX_CONTENT_CHARS: usize = 4000;
 
 /// The most different emoji one message may carry. Short codes are endless, so without a
 /// cap one user could grow a message's reactions — embedded in every history page — without
-/// bound (API.md section 1: no unbounded lists). Discord caps at 20, Slack at 50.
+/// bound (docs/api.md section 1: no unbounded lists). Discord caps at 20, Slack at 50.
 pub const MAX_DISTINCT_REACTIONS: i64 = 50;
 
 /// Message text: at most 4,000 characters after trimming, no NUL. It may be empty only when

@@ -1,4 +1,4 @@
-//! Accounts: the validated values a user is made of (API.md section 2).
+//! Accounts: the validated values a user is made of (docs/api.md section 2).
 
 use std::fmt;
 

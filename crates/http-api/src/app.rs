@@ -17,10 +17,11 @@ use realtime::Hub;
 use utoipa::OpenApi as _;
 use utoipa_actix_web::AppExt as _;
 
+use crate::banner::{Banner, DatabaseOrigin};
 use crate::config::Settings;
-use crate::error::ApiError;
 use crate::extract;
 use crate::files::LocalDisk;
+use crate::methods::{self, RouteTable};
 use crate::metrics::Metrics;
 use crate::openapi::ApiDoc;
 use crate::request_id;
@@ -87,6 +88,11 @@ impl Application {
                 (server.url_for("chat"), Some(server))
             }
         };
+        let database_origin = match &local_pg {
+            None => DatabaseOrigin::Configured,
+            Some(server) if server.started_here() => DatabaseOrigin::Started,
+            Some(_) => DatabaseOrigin::Found,
+        };
         persistence::run_migrations(&database_url).await.map_err(|e| StartError::Database(e.to_string()))?;
         let db = Database::connect(&database_url, settings.database_pool_size, settings.database_connect_attempts)
             .await
@@ -97,7 +103,10 @@ impl Application {
                 SecretKey::new(key.0.as_bytes().to_vec()).map_err(|e| StartError::Other(format!("SECRET_KEY: {e}")))?
             }
             None => {
-                tracing::warn!("SECRET_KEY is not set: using a random key, so tokens will not survive a restart");
+                tracing::warn!(
+                    "SECRET_KEY is not set: using a random key, so tokens will not survive a restart and will \
+                     not work on any other node (every node needs the same SECRET_KEY)"
+                );
                 SecretKey::random()
             }
         };
@@ -116,11 +125,12 @@ impl Application {
         let (shutdown_tx, shutdown) = realtime::shutdown_switch();
         let hub = Hub::new(settings.ws_queue_capacity);
         background.push(tokio::spawn(close_revoked_sockets(revocations.clone(), hub.clone())));
+        let mut node = None;
         if let Some(url) = &settings.redis_url {
-            realtime::RedisRelay::start(&url.0, &settings.redis_namespace, hub.clone(), db.clone())
+            let relay = realtime::RedisRelay::start(&url.0, &settings.redis_namespace, hub.clone(), db.clone())
                 .await
                 .map_err(|e| StartError::Other(format!("REDIS_URL: cannot connect to Redis: {e}")))?;
-            tracing::info!("multi-node fan-out through Redis is on");
+            node = Some(relay.node());
         }
         let writer = MessageWriter::spawn(db.clone(), Arc::new(hub.clone()), settings.database_pool_size.div_ceil(2));
 
@@ -150,7 +160,8 @@ impl Application {
         let address = format!("{}:{}", settings.host, settings.port);
         let listener = TcpListener::bind(&address)
             .map_err(|e| StartError::Bind { address: address.clone(), reason: e.to_string() })?;
-        let port = listener.local_addr().map_err(|e| StartError::Bind { address, reason: e.to_string() })?.port();
+        let listen = listener.local_addr().map_err(|e| StartError::Bind { address, reason: e.to_string() })?;
+        let port = listen.port();
 
         let server_state = state.clone();
         let mut server = HttpServer::new(move || build_app(server_state.clone(), metrics.clone()));
@@ -168,7 +179,16 @@ impl Application {
             .run();
         let stopper = Stopper { handle: server.handle(), shutdown: Arc::new(shutdown_tx) };
 
-        tracing::info!(port, app = %settings.app_name, "listening");
+        Banner {
+            app_name: &settings.app_name,
+            listen,
+            database_url: &database_url,
+            database_origin,
+            redis_url: settings.redis_url.as_ref().map(|url| url.0.as_str()),
+            redis_namespace: &settings.redis_namespace,
+            node,
+        }
+        .log();
         Ok(Self { port, server, state, local_pg, background, stopper })
     }
 
@@ -304,8 +324,14 @@ fn build_app(
         .split_for_parts();
     openapi.info.title.clone_from(&settings.app_name);
     utoipa::Modify::modify(&crate::openapi::CommonErrors, &mut openapi);
+    let mut route_table = RouteTable::from_openapi(&openapi);
+    for template in routes::docs::ROUTES {
+        route_table.add(template, vec![actix_web::http::Method::GET]);
+    }
     app.configure(|cfg| routes::docs::configure(cfg, openapi))
-        .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::not_found("resource")) }))
+        .app_data(web::Data::new(route_table))
+        .default_service(web::to(methods::no_route))
+        .wrap(from_fn(methods::head_as_get))
         .wrap(cors(&settings))
         .wrap(
             DefaultHeaders::new()

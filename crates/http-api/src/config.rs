@@ -1,5 +1,5 @@
 //! Configuration: one typed struct read once from the environment (and `.env` if present),
-//! then passed down. API.md section 9 lists the variables.
+//! then passed down. docs/api.md section 9 lists the variables.
 
 use std::fmt;
 use std::path::PathBuf;

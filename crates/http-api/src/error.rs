@@ -1,4 +1,4 @@
-//! Every error the API returns, turned into API.md's JSON body in exactly one place.
+//! Every error the API returns, turned into the JSON body of docs/api.md section 1 in exactly one place.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -40,6 +40,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The path exists, not with this method; the methods it answers go into `Allow`.
+    #[error("That method is not allowed on this resource.")]
+    MethodNotAllowed(Vec<actix_web::http::Method>),
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
     #[error("{0}")]
@@ -78,6 +81,7 @@ impl ApiError {
             Self::Unauthorized { code, .. } | Self::Conflict { code, .. } => code,
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::RequestTimeout(_) => "request_timeout",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -96,6 +100,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -139,6 +144,10 @@ impl ResponseError for ApiError {
                 response.insert_header(("X-RateLimit-Limit", limit.to_string()));
                 response.insert_header(("X-RateLimit-Remaining", "0"));
                 response.insert_header(("X-RateLimit-Reset", retry_after_secs.to_string()));
+            }
+            Self::MethodNotAllowed(allow) => {
+                let allow = allow.iter().map(actix_web::http::Method::as_str).collect::<Vec<_>>().join(", ");
+                response.insert_header((header::ALLOW, allow));
             }
             _ => {}
         }

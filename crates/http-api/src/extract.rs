@@ -1,4 +1,4 @@
-//! Extractors: the authenticated caller, and JSON bodies that fail the way API.md says.
+//! Extractors: the authenticated caller, and JSON bodies that fail the way docs/api.md section 1 says.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -35,9 +35,18 @@ pub struct LocalDisk {
 }
 
 impl LocalDisk {
+    /// Creates nothing yet: the directories appear with the first upload, so a server that
+    /// never stores a file (or stores them elsewhere) leaves no `data/files/tmp` behind. A
+    /// root that exists but is not a directory is refused at start.
     pub fn new(root: PathBuf) -> io::Result<Self> {
-        std::fs::create_dir_all(root.join("tmp"))?;
-        Ok(Self { root })
+        match std::fs::metadata(&root) {
+            Ok(meta) if !meta.is_dir() => {
+                Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{} is not a directory", root.display())))
+            }
+            Ok(_) => Ok(Self { root }),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Self { root }),
+            Err(error) => Err(error),
+        }
     }
 
     /// Keys are our own ids (UUIDs); anything else is refused rather than joined to a path.
@@ -53,7 +62,9 @@ impl FileStore for LocalDisk {
     fn put<'a>(&'a self, key: &'a str, mut body: ByteStream<'a>) -> LocalBoxFuture<'a, io::Result<u64>> {
         Box::pin(async move {
             let target = self.path(key)?;
-            let temp = self.root.join("tmp").join(format!("{key}.part"));
+            let temp_dir = self.root.join("tmp");
+            tokio::fs::create_dir_all(&temp_dir).await?;
+            let temp = temp_dir.join(format!("{key}.part"));
             let mut file = tokio::fs::File::create(&temp).await?;
             let written = async {
                 let mut size = 0u64;

@@ -6,12 +6,14 @@
 
 pub mod accounts;
 pub mod app;
+pub mod banner;
 pub mod config;
 pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod files;
 pub mod guard;
+pub mod methods;
 pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;

@@ -67,7 +67,7 @@ pub async fn middleware(
 }
 
 /// actix answers unknown routes, wrong methods and some malformed requests with an empty or
-/// plain-text body; API.md says every error is JSON.
+/// plain-text body; docs/api.md section 1 says every error is JSON.
 fn jsonify_framework_errors(response: ServiceResponse<BoxBody>, id: &str) -> ServiceResponse<BoxBody> {
     let status = response.status();
     let is_json = response

@@ -222,7 +222,7 @@ pub async fn leave(
     .await
 }
 
-/// A ban as SEED.md shows it in `member_exceptions`.
+/// A ban as the ban endpoints show it in `member_exceptions`.
 pub struct Ban {
     pub user_id: UserId,
     pub created_at: OffsetDateTime,

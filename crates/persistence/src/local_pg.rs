@@ -46,6 +46,12 @@ impl LocalServer {
         format!("{}/{database}", self.base_url)
     }
 
+    /// Whether this process started the cluster (and stops it on exit), rather than finding
+    /// one already running.
+    pub fn started_here(&self) -> bool {
+        self.started.is_some()
+    }
+
     /// Stops the cluster if this process started it.
     pub async fn stop(self) {
         if let Some(cluster) = self.started {

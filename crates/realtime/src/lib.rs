@@ -1,5 +1,5 @@
 //! Real-time delivery: WebSocket sessions, the channel hub, each connection's feed of
-//! events in seq order, event-log replay and Redis fan-out.
+//! events in seq order, event-log replay and Redis fan-out (docs/websocket.md).
 
 pub mod feed;
 mod hub;

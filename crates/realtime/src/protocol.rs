@@ -1,6 +1,6 @@
 //! The WebSocket wire protocol: what clients send ([`ClientFrame`]) and what the server
 //! sends ([`ServerFrame`] and the pre-encoded channel events). Every frame is JSON text in
-//! the SEED.md envelope `{"type": "...", "data": {...}}`.
+//! the envelope of docs/websocket.md, `{"type": "...", "data": {...}}`.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -125,6 +125,11 @@ impl RedisRelay {
         Ok(relay)
     }
 
+    /// This node's id on the Redis topic, as the other nodes see it.
+    pub fn node(&self) -> Uuid {
+        self.node
+    }
+
     fn send(&self, wire: &Wire, channels: Vec<ChannelId>) {
         let Ok(payload) = serde_json::to_string(wire) else { return };
         let size = payload.len();

@@ -133,7 +133,7 @@ impl Drop for BroadcastServer {
     }
 }
 
-/// A `message` event shaped like the chat server's (API.md section 5).
+/// A `message` event shaped like the chat server's (docs/api.md section 5).
 pub fn message_frame(channel_id: &str, user_id: &str, seq: u64, content: &str) -> String {
     let created_at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
     let message = serde_json::json!({

@@ -83,7 +83,7 @@ pub async fn run(ctx: &Ctx, args: &RestArgs) -> Result<Report> {
     ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     ensure!(args.users > 0, "--users must be at least 1");
     ensure!((0.0..=1.0).contains(&args.write_ratio), "--write-ratio must be between 0 and 1");
-    ensure!((1..=200).contains(&args.page_limit), "--page-limit must be 1..=200 (API.md)");
+    ensure!((1..=200).contains(&args.page_limit), "--page-limit must be 1..=200 (docs/api.md)");
     let mut report = Report::new("rest");
     report
         .param("url", ctx.api.target().as_str())

@@ -1,4 +1,4 @@
-//! Registration, login, logout (API.md section 2).
+//! Registration, login, logout (docs/api.md section 2).
 
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};

@@ -1,4 +1,4 @@
-//! Channels, membership, DMs and moderation (API.md section 4).
+//! Channels, membership, DMs and moderation (docs/api.md section 4).
 
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use domain::{Action, ChannelDescription, ChannelId, ChannelName, Cursor, Limit, UserSummary};
@@ -69,7 +69,7 @@ impl PageQuery {
     }
 }
 
-/// A channel with its bans, as the ban endpoints return it (SEED.md).
+/// A channel with its bans, as the ban endpoints return it (docs/api.md section 4).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChannelWithBans {
     #[serde(flatten)]
@@ -415,7 +415,7 @@ pub async fn unban(
 pub struct BannedQuery {
     /// 1–200, default 50.
     pub limit: Option<i64>,
-    /// The `id` of the last user of the previous page (the list is a bare array, as SEED.md
+    /// The `id` of the last user of the previous page (the list is a bare array, as docs/api.md
     /// shows, so it carries no cursor).
     pub after: Option<Uuid>,
 }

@@ -6,6 +6,10 @@ use actix_web::{HttpResponse, get, web};
 /// ReDoc's standalone bundle (redoc 2.5.4 from npm, MIT, see `assets/redoc.LICENSE`).
 const REDOC_JS: &str = include_str!("../../assets/redoc.standalone.js");
 
+/// The routes below, which are not in the OpenAPI document they serve; all answer `GET` only.
+/// `methods::RouteTable` needs them to answer a wrong method with 405 rather than 404.
+pub const ROUTES: [&str; 5] = ["/openapi.json", "/redoc", "/redoc/redoc.standalone.js", "/docs", "/docs/{_:.*}"];
+
 pub fn configure(cfg: &mut web::ServiceConfig, openapi: utoipa::openapi::OpenApi) {
     let json = openapi.to_json().unwrap_or_else(|_| String::from("{}"));
     cfg.app_data(web::Data::new(OpenApiJson(json)))

@@ -1,4 +1,4 @@
-//! File uploads and downloads (API.md section 6).
+//! File uploads and downloads (docs/api.md section 6).
 
 use std::cell::{Cell, RefCell};
 use std::io;

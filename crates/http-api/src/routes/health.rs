@@ -1,4 +1,4 @@
-//! Liveness, readiness and metrics (API.md section 8).
+//! Liveness, readiness and metrics (docs/api.md section 8).
 
 use actix_web::{HttpResponse, get, web};
 use serde::Serialize;

@@ -1,4 +1,4 @@
-//! Messages, threads, reactions and search (API.md section 5).
+//! Messages, threads, reactions and search (docs/api.md section 5).
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use domain::{Action, ChannelId, Cursor, Emoji, FileId, Limit, MessageContent, MessageId, ReactionDetail};

@@ -1,4 +1,4 @@
-//! Users (API.md section 3).
+//! Users (docs/api.md section 3).
 
 use actix_web::{get, patch, web};
 use domain::{Cursor, DisplayName, Email, Limit, Password};

@@ -1,4 +1,4 @@
-//! The WebSocket handshake (API.md section 7). The token is checked before the upgrade, so
+//! The WebSocket handshake (docs/websocket.md). The token is checked before the upgrade, so
 //! a bad one is an HTTP 401 and a username that is not the token's an HTTP 403.
 
 use actix_web::{HttpRequest, HttpResponse, get, web};
@@ -57,8 +57,8 @@ pub async fn connect(
     upgrade(&state, &req, body, query.token.as_deref(), None).await
 }
 
-/// Open the real-time connection as `username` (SEED.md's form); it must be the token's
-/// user (403 otherwise). Same protocol as `/api/ws`.
+/// Open the real-time connection as `username`; it must be the token's user (403
+/// otherwise). Same protocol as `/api/ws`.
 #[utoipa::path(
     tag = "realtime",
     params(("username" = String, Path), WsQuery),
