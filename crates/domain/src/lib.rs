@@ -14,6 +14,7 @@ pub mod file;
 pub mod ids;
 pub mod message;
 pub mod pagination;
+pub mod text;
 pub mod timestamp;
 pub mod user;
 
@@ -25,4 +26,5 @@ pub use file::{FileMeta, sanitize_filename};
 pub use ids::{ChannelId, FileId, MessageId, UserId};
 pub use message::{Emoji, Message, MessageContent, ReactionDetail, ReactionSummary};
 pub use pagination::{Cursor, Limit, Page};
+pub use text::{SearchText, strip_invisible};
 pub use user::{DisplayName, Email, Password, User, UserSummary, Username};
