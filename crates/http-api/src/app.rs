@@ -91,6 +91,7 @@ impl Application {
         let db = Database::connect(&database_url, settings.database_pool_size, settings.database_connect_attempts)
             .await
             .map_err(|e| StartError::Database(e.to_string()))?;
+        backfill_skeletons(&db).await;
 
         let secret = match &settings.secret_key {
             Some(key) => {
@@ -202,6 +203,27 @@ impl Application {
             local_pg.stop().await;
         }
         result
+    }
+}
+
+/// Accounts stored before usernames had a confusable skeleton get one now, before this node
+/// takes requests, so a lookalike of an old account is refused like one of a new account.
+/// A failure only weakens that protection for old accounts, so it is logged, not fatal.
+async fn backfill_skeletons(db: &Database) {
+    let result = match db.get().await {
+        Ok(mut conn) => persistence::users::backfill_skeletons(&mut conn).await,
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(report) if report.filled > 0 || report.lookalikes > 0 => tracing::info!(
+            filled = report.filled,
+            lookalikes = report.lookalikes,
+            "username skeletons filled in for existing accounts"
+        ),
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(%error, "could not fill in username skeletons; lookalikes of old accounts are not refused yet");
+        }
     }
 }
 

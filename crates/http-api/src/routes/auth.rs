@@ -152,9 +152,16 @@ pub async fn login(
     } else {
         parse_json(&body)?
     };
-    let mut conn = state.conn().await?;
-    let found = users::credentials(&mut conn, &credentials.username).await?;
-    drop(conn);
+    // Text that is not a valid username (a NUL byte, say, which PostgreSQL would refuse)
+    // names no account: it is checked against the dummy hash like an unknown user, so it
+    // gets the same 401 in the same time, and it never reaches a query.
+    let found = match Username::parse(&credentials.username) {
+        Ok(username) => {
+            let mut conn = state.conn().await?;
+            users::credentials(&mut conn, &username).await?
+        }
+        Err(_) => None,
+    };
     // Unknown users are checked against a dummy hash so both failures take the same time.
     let verified = state.hasher.verify(&credentials.password, found.as_ref().map(|(_, hash)| hash.as_str())).await?;
     match found {
