@@ -1,5 +1,6 @@
 //! Issue 18, round two: text PostgreSQL cannot store (API.md section 1: bad input is a 4xx,
-//! never a 500), and lookalike and invisible names (section 2).
+//! never a 500), lookalike and invisible names (section 2), and who may read `/metrics`
+//! (section 8).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -232,4 +233,52 @@ async fn uploaded_file_names_lose_bidi_overrides() {
         let reply = app.client.send(app.client.request(Method::POST, "/api/files", Some(&token)).multipart(form)).await;
         assert_eq!(reply.assert_status(201)["filename"], stored, "raw {raw:?}");
     }
+}
+
+// ---- Item 9: /metrics is not for everyone ----
+
+const METRICS_TOKEN: &str = "metrics-token-for-the-tests";
+
+#[tokio::test]
+async fn with_a_metrics_token_metrics_need_it_as_a_bearer_token() {
+    let app = TestApp::spawn_with(|s| s.metrics_token = Some(http_api::config::Secret(METRICS_TOKEN.into()))).await;
+    app.client.get("/metrics", None).await.assert_error(401, "not_authenticated");
+    app.client.get("/metrics", Some("wrong-token")).await.assert_error(401, "not_authenticated");
+    app.client.get("/metrics", Some(&format!("{METRICS_TOKEN}x"))).await.assert_error(401, "not_authenticated");
+    // A user's access token is no metrics token.
+    let user = app.user("alice").await;
+    let refused = app.client.get("/metrics", Some(&user)).await;
+    refused.assert_error(401, "not_authenticated");
+    assert_eq!(refused.header("www-authenticate"), Some("Bearer"));
+    let metrics = app.client.get("/metrics", Some(METRICS_TOKEN)).await;
+    assert_eq!(metrics.status.as_u16(), 200, "{}", metrics.text);
+    assert!(metrics.text.contains("http_requests_total"), "{}", metrics.text);
+}
+
+#[tokio::test]
+async fn with_a_metrics_address_metrics_are_served_there_and_not_on_the_api_port() {
+    let app = TestApp::spawn_with(|s| s.metrics_addr = Some("127.0.0.1:0".into())).await;
+    let port = app.metrics_port.expect("a metrics listener");
+    assert_ne!(port, app.port);
+    app.client.get("/metrics", None).await.assert_error(404, "not_found");
+    let metrics = app.client.http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status().as_u16(), 200);
+    assert!(metrics.text().await.unwrap().contains("http_requests_total"));
+    // Only metrics live there.
+    let api = app.client.http.get(format!("http://127.0.0.1:{port}/api/users/me")).send().await.unwrap();
+    assert_eq!(api.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn a_metrics_address_and_token_together_need_both() {
+    let app = TestApp::spawn_with(|s| {
+        s.metrics_addr = Some("127.0.0.1:0".into());
+        s.metrics_token = Some(http_api::config::Secret(METRICS_TOKEN.into()));
+    })
+    .await;
+    let url = format!("http://127.0.0.1:{}/metrics", app.metrics_port.unwrap());
+    let refused = app.client.http.get(&url).send().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    let allowed = app.client.http.get(&url).bearer_auth(METRICS_TOKEN).send().await.unwrap();
+    assert_eq!(allowed.status().as_u16(), 200);
 }
