@@ -91,7 +91,8 @@ pub async fn update_me(
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ListUsersQuery {
-    /// Prefix of a username or display name (case-insensitive).
+    /// Prefix of a username or display name (case-insensitive); at most 200 characters,
+    /// no NUL (422 otherwise).
     pub q: Option<String>,
     /// 1–200, default 50.
     pub limit: Option<i64>,
