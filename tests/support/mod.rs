@@ -156,6 +156,8 @@ impl Drop for TestDatabase {
 /// A running server with its own database.
 pub struct TestApp {
     pub port: u16,
+    /// The `METRICS_ADDR` listener's port, when the settings asked for one.
+    pub metrics_port: Option<u16>,
     pub base: String,
     pub client: Client,
     pub settings: Settings,
@@ -202,10 +204,21 @@ impl TestApp {
         adjust(&mut settings);
         let app = Application::build(settings.clone()).await.expect("the server starts");
         let port = app.port();
+        let metrics_port = app.metrics_port();
         let stopper = app.stopper();
         tokio::spawn(app.run_until_stopped());
         let base = format!("http://127.0.0.1:{port}");
-        Self { port, client: Client::new(&base), base, settings, stopper, files_dir, database, database_url }
+        Self {
+            port,
+            metrics_port,
+            client: Client::new(&base),
+            base,
+            settings,
+            stopper,
+            files_dir,
+            database,
+            database_url,
+        }
     }
 
     pub fn ws_url(&self, path: &str) -> String {

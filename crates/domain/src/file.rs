@@ -18,11 +18,12 @@ pub struct FileMeta {
 }
 
 /// Makes a client-supplied file name safe to store and to send back in
-/// `Content-Disposition`: the last path component only, no control characters, no quotes or
-/// backslashes, at most 255 bytes, never empty, never `.` or `..`.
+/// `Content-Disposition`: the last path component only, no control characters, no invisible
+/// ones (a right-to-left override makes `invoice\u{202E}fdp.exe` show as `invoiceexe.pdf`),
+/// no quotes or backslashes, at most 255 bytes, never empty, never `.` or `..`.
 pub fn sanitize_filename(raw: &str) -> String {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
-    let filtered: String = last
+    let filtered: String = crate::text::strip_invisible(last)
         .chars()
         .filter(|c| !c.is_control() && !matches!(c, '"' | '\\' | '/' | ':' | '*' | '?' | '<' | '>' | '|'))
         .collect();
@@ -48,6 +49,10 @@ mod tests {
             ("", "file"),
             (".hidden", "hidden"),
             ("quote\"d.txt", "quoted.txt"),
+            ("\u{202E}exe.txt", "exe.txt"),
+            ("invoice\u{202E}fdp.exe", "invoicefdp.exe"),
+            ("re\u{200B}port\u{FEFF}.pdf", "report.pdf"),
+            ("\u{200B}", "file"),
         ] {
             assert_eq!(sanitize_filename(raw), clean, "raw {raw:?}");
         }

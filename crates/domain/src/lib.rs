@@ -15,6 +15,7 @@ pub mod ids;
 pub mod message;
 pub mod pagination;
 pub mod posting;
+pub mod text;
 pub mod timestamp;
 pub mod user;
 
@@ -27,4 +28,5 @@ pub use ids::{ChannelId, FileId, MessageId, UserId};
 pub use message::{Emoji, Message, MessageContent, ReactionDetail, ReactionSummary};
 pub use pagination::{Cursor, Limit, Page};
 pub use posting::NewMessage;
+pub use text::{SearchText, strip_invisible};
 pub use user::{DisplayName, Email, Password, User, UserSummary, Username};

@@ -36,11 +36,14 @@ impl Cursor {
         Self(URL_SAFE_NO_PAD.encode(key))
     }
 
+    /// The key inside a cursor. Keys are text the database compares, and PostgreSQL refuses
+    /// NUL in text, so a cursor holding one is refused here (it is not one we made).
     pub fn decode(raw: &str, field: &'static str) -> Result<String, DomainError> {
         URL_SAFE_NO_PAD
             .decode(raw)
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
+            .filter(|key| !key.contains('\0'))
             .ok_or_else(|| DomainError::invalid(field, "is not a valid cursor"))
     }
 
@@ -80,5 +83,6 @@ mod tests {
         let cursor = Cursor::encode("alice");
         assert_eq!(Cursor::decode(cursor.as_str(), "after").unwrap(), "alice");
         assert!(Cursor::decode("!!!", "after").is_err());
+        assert!(Cursor::decode(Cursor::encode("a\0b").as_str(), "after").is_err(), "no NUL reaches a query");
     }
 }

@@ -34,6 +34,35 @@ impl Username {
     pub fn key(&self) -> String {
         self.0.to_ascii_lowercase()
     }
+
+    /// The form that lookalike names share, which is unique too: `aIice` (capital i),
+    /// `a1ice` and `alice` are one key, as are `b0b` and `bob`, and `rn` stands for `m`.
+    ///
+    /// Unicode's confusable skeleton (UTS #39) maps each character to the one it is mistaken
+    /// for (`I`, `1` → `l`, `0` → `O`, `m` → `rn`). The skeleton keeps case, and a name that
+    /// looks like `Alice` is as misleading beside `alice` as one that looks like `alice`, so
+    /// the skeleton is lowercased; lowercasing can make a letter with a prototype of its own
+    /// (`M` → `m` → `rn`), so both steps repeat until nothing changes (two rounds for ASCII).
+    ///
+    /// ```
+    /// use domain::Username;
+    /// let key = |raw| Username::parse(raw).unwrap().confusable_key();
+    /// assert_eq!(key("aIice"), key("alice"));
+    /// assert_ne!(key("alice"), key("alina"));
+    /// ```
+    pub fn confusable_key(&self) -> String {
+        let mut key = self.0.clone();
+        // Each round only replaces characters by their prototypes, which are fixed points of
+        // the skeleton; four rounds is a bound, not an expectation.
+        for _ in 0..4 {
+            let next: String = unicode_security::skeleton(&key).collect::<String>().to_lowercase();
+            if next == key {
+                break;
+            }
+            key = next;
+        }
+        key
+    }
 }
 
 impl fmt::Display for Username {
@@ -117,14 +146,17 @@ impl fmt::Debug for Password {
     }
 }
 
-/// 1–64 characters after trimming, no control characters.
+/// 1–64 characters after trimming, no control characters. Invisible characters (bidi
+/// overrides, zero-width spaces and the other default-ignorable code points, outside emoji)
+/// are dropped first, so a display name shows what it is; see [`crate::text::strip_invisible`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct DisplayName(String);
 
 impl DisplayName {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
-        let trimmed = raw.trim();
+        let visible = crate::text::strip_invisible(raw);
+        let trimmed = visible.trim();
         let len = trimmed.chars().count();
         if !(1..=64).contains(&len) {
             return Err(DomainError::invalid("display_name", "must be 1 to 64 characters long after trimming"));
@@ -204,6 +236,32 @@ mod tests {
     }
 
     #[test]
+    fn lookalike_usernames_share_a_confusable_key() {
+        let key = |raw: &str| Username::parse(raw).unwrap().confusable_key();
+        for (a, b, alike) in [
+            ("alice", "aIice", true),
+            ("alice", "a1ice", true),
+            ("alice", "ALICE", false),
+            ("alice", "AIice", true),
+            ("alice", "Alice", true),
+            ("bob", "b0b", true),
+            ("BOB", "b0b", true),
+            ("mary", "rnary", true),
+            ("Mary", "rnary", true),
+            ("alice", "alina", false),
+            ("alice", "aiice", false),
+            ("john.doe", "john_doe", false),
+            ("john-doe", "johndoe", false),
+            ("user1", "userl", true),
+            ("user1", "user2", false),
+        ] {
+            assert_eq!(key(a) == key(b), alike, "{a} vs {b}: {} / {}", key(a), key(b));
+        }
+        assert_eq!(key("aIice"), "alice");
+        assert_eq!(key("b0b"), "bob");
+    }
+
+    #[test]
     fn email_rules() {
         check(
             Email::parse,
@@ -257,8 +315,24 @@ mod tests {
                 (&"d".repeat(64), true),
                 (&"d".repeat(65), false),
                 ("bell\u{7}", false),
+                ("nul\u{0}", false),
+                ("\u{200B}", false),
+                ("\u{202E}\u{200B} ", false),
+                ("John \u{1F44D}", true),
             ],
         );
-        assert_eq!(DisplayName::parse("  John  ").unwrap().as_str(), "John");
+        for (raw, shown) in [
+            ("  John  ", "John"),
+            ("\u{202E}John", "John"),
+            ("Jo\u{200B}hn", "John"),
+            ("\u{200F}Jo\u{2066}hn\u{2069}\u{FEFF}", "John"),
+            (" \u{200B} John", "John"),
+            (
+                "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467} family",
+                "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467} family",
+            ),
+        ] {
+            assert_eq!(DisplayName::parse(raw).unwrap().as_str(), shown, "raw {raw:?}");
+        }
     }
 }

@@ -19,6 +19,7 @@ use utoipa_actix_web::AppExt as _;
 
 use crate::banner::{Banner, DatabaseOrigin};
 use crate::config::Settings;
+use crate::error::ApiError;
 use crate::extract;
 use crate::files::LocalDisk;
 use crate::methods::{self, RouteTable};
@@ -39,6 +40,8 @@ pub enum StartError {
     Database(String),
     #[error("could not listen on {address}: {reason} (set HOST/PORT)")]
     Bind { address: String, reason: String },
+    #[error("METRICS_ADDR: could not listen on {address}: {reason}")]
+    MetricsBind { address: String, reason: String },
     #[error("FILE_STORAGE_DIR: {0}")]
     Storage(String),
     #[error("{0}")]
@@ -47,6 +50,7 @@ pub enum StartError {
 
 pub struct Application {
     port: u16,
+    metrics_port: Option<u16>,
     server: Server,
     state: web::Data<AppState>,
     local_pg: Option<LocalServer>,
@@ -59,6 +63,8 @@ pub struct Application {
 #[derive(Clone)]
 pub struct Stopper {
     handle: actix_web::dev::ServerHandle,
+    /// The `METRICS_ADDR` listener, stopped after the API so a drain can still be watched.
+    metrics: Option<actix_web::dev::ServerHandle>,
     shutdown: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
@@ -66,12 +72,18 @@ impl Stopper {
     pub async fn stop(&self, graceful: bool) {
         let _ = self.shutdown.send(true);
         self.handle.stop(graceful).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.stop(graceful).await;
+        }
     }
 
     /// Sends the stop without waiting for it to complete (for `Drop`).
     pub fn stop_now(&self) {
         let _ = self.shutdown.send(true);
         drop(self.handle.stop(false));
+        if let Some(metrics) = &self.metrics {
+            drop(metrics.stop(false));
+        }
     }
 }
 
@@ -97,6 +109,7 @@ impl Application {
         let db = Database::connect(&database_url, settings.database_pool_size, settings.database_connect_attempts)
             .await
             .map_err(|e| StartError::Database(e.to_string()))?;
+        backfill_skeletons(&db).await;
 
         let secret = match &settings.secret_key {
             Some(key) => {
@@ -163,6 +176,22 @@ impl Application {
         let listen = listener.local_addr().map_err(|e| StartError::Bind { address, reason: e.to_string() })?;
         let port = listen.port();
 
+        let (metrics_server, metrics_port) = match &settings.metrics_addr {
+            Some(address) => {
+                let (server, port) = serve_metrics_on(address, state.clone(), metrics.clone())?;
+                tracing::info!(port, "/metrics is served on METRICS_ADDR only");
+                (Some(server), Some(port))
+            }
+            None => {
+                if settings.metrics_token.is_none() {
+                    tracing::warn!(
+                        "/metrics is public: anyone who reaches the API can read it; set METRICS_TOKEN or METRICS_ADDR"
+                    );
+                }
+                (None, None)
+            }
+        };
+
         let server_state = state.clone();
         let mut server = HttpServer::new(move || build_app(server_state.clone(), metrics.clone()));
         if settings.workers > 0 {
@@ -177,7 +206,18 @@ impl Application {
             // 1001 before the server stops.
             .disable_signals()
             .run();
-        let stopper = Stopper { handle: server.handle(), shutdown: Arc::new(shutdown_tx) };
+        let stopper = Stopper {
+            handle: server.handle(),
+            metrics: metrics_server.as_ref().map(Server::handle),
+            shutdown: Arc::new(shutdown_tx),
+        };
+        if let Some(metrics_server) = metrics_server {
+            background.push(tokio::spawn(async move {
+                if let Err(error) = metrics_server.await {
+                    tracing::error!(%error, "the METRICS_ADDR listener failed");
+                }
+            }));
+        }
 
         Banner {
             app_name: &settings.app_name,
@@ -189,11 +229,17 @@ impl Application {
             node,
         }
         .log();
-        Ok(Self { port, server, state, local_pg, background, stopper })
+        Ok(Self { port, metrics_port, server, state, local_pg, background, stopper })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the `METRICS_ADDR` listener, when there is one (the address may ask for
+    /// port 0).
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     /// Lets a caller (a test) stop the server.
@@ -223,6 +269,27 @@ impl Application {
             local_pg.stop().await;
         }
         result
+    }
+}
+
+/// Accounts stored before usernames had a confusable skeleton get one now, before this node
+/// takes requests, so a lookalike of an old account is refused like one of a new account.
+/// A failure only weakens that protection for old accounts, so it is logged, not fatal.
+async fn backfill_skeletons(db: &Database) {
+    let result = match db.get().await {
+        Ok(mut conn) => persistence::users::backfill_skeletons(&mut conn).await,
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(report) if report.filled > 0 || report.lookalikes > 0 => tracing::info!(
+            filled = report.filled,
+            lookalikes = report.lookalikes,
+            "username skeletons filled in for existing accounts"
+        ),
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(%error, "could not fill in username skeletons; lookalikes of old accounts are not refused yet");
+        }
     }
 }
 
@@ -291,6 +358,33 @@ async fn janitor(db: Database, files: Arc<dyn crate::files::FileStore>) {
     }
 }
 
+/// `METRICS_ADDR`: a listener of its own that serves `/metrics` and nothing else, so the
+/// API's address can be public while metrics stay on a private interface. One worker is
+/// plenty for a scraper.
+fn serve_metrics_on(
+    address: &str,
+    state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
+) -> Result<(Server, u16), StartError> {
+    let bind_error = |reason: String| StartError::MetricsBind { address: address.to_owned(), reason };
+    let listener = TcpListener::bind(address).map_err(|e| bind_error(e.to_string()))?;
+    let port = listener.local_addr().map_err(|e| bind_error(e.to_string()))?.port();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(metrics.clone())
+            .service(routes::health::metrics_text)
+            .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::not_found("resource")) }))
+    })
+    .workers(1)
+    .listen(listener)
+    .map_err(|e| bind_error(e.to_string()))?
+    .client_request_timeout(Duration::from_secs(10))
+    .disable_signals()
+    .run();
+    Ok((server, port))
+}
+
 fn build_app(
     state: web::Data<AppState>,
     metrics: web::Data<Metrics>,
@@ -320,7 +414,7 @@ fn build_app(
                 .configure(routes::files::configure)
                 .configure(routes::ws::configure),
         )
-        .configure(routes::health::configure)
+        .configure(|cfg| routes::health::configure(cfg, settings.metrics_addr.is_none()))
         .split_for_parts();
     openapi.info.title.clone_from(&settings.app_name);
     utoipa::Modify::modify(&crate::openapi::CommonErrors, &mut openapi);

@@ -68,6 +68,11 @@ pub struct Settings {
     /// Failed logins (and wrong `current_password`s) one account may have in
     /// [`LOGIN_FAILURE_WINDOW`], from any address, before it answers 429; 0 turns it off.
     pub login_failures_per_account: u32,
+    /// When set, `/metrics` answers only `Authorization: Bearer <this>` (401 otherwise).
+    pub metrics_token: Option<Secret>,
+    /// When set (`host:port`), `/metrics` is served on this separate listener only, not on
+    /// the API's address.
+    pub metrics_addr: Option<String>,
 }
 
 /// The window of [`Settings::login_failures_per_account`].
@@ -100,6 +105,8 @@ impl Default for Settings {
             redis_namespace: "chat".into(),
             body_timeout_seconds: 30,
             login_failures_per_account: 10,
+            metrics_token: None,
+            metrics_addr: None,
         }
     }
 }
@@ -153,6 +160,8 @@ impl Settings {
         "REDIS_NAMESPACE",
         "BODY_TIMEOUT_SECONDS",
         "LOGIN_FAILURES_PER_ACCOUNT",
+        "METRICS_TOKEN",
+        "METRICS_ADDR",
     ];
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -177,6 +186,12 @@ impl Settings {
         }
         if self.max_upload_bytes == 0 {
             return fail("MAX_UPLOAD_BYTES", "must be at least 1");
+        }
+        if self.metrics_token.as_ref().is_some_and(|token| token.0.trim().is_empty()) {
+            return fail("METRICS_TOKEN", "must not be empty (unset it to leave /metrics open)");
+        }
+        if self.metrics_addr.as_ref().is_some_and(|addr| addr.trim().is_empty()) {
+            return fail("METRICS_ADDR", "must be host:port (unset it to serve /metrics on the API's address)");
         }
         if let Some(proxies) = &self.trusted_proxies {
             for proxy in proxies.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -225,7 +240,20 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let settings = Settings { secret_key: Some(Secret("x".repeat(40))), ..Settings::default() };
+        let settings = Settings {
+            secret_key: Some(Secret("x".repeat(40))),
+            metrics_token: Some(Secret("y".repeat(40))),
+            ..Settings::default()
+        };
         assert!(!format!("{settings:?}").contains("xxxx"));
+        assert!(!format!("{settings:?}").contains("yyyy"));
+    }
+
+    #[test]
+    fn empty_metrics_settings_are_refused() {
+        let token = Settings { metrics_token: Some(Secret(String::new())), ..Settings::default() };
+        assert_eq!(token.validate().unwrap_err().variable, "METRICS_TOKEN");
+        let addr = Settings { metrics_addr: Some(" ".into()), ..Settings::default() };
+        assert_eq!(addr.validate().unwrap_err().variable, "METRICS_ADDR");
     }
 }

@@ -48,15 +48,23 @@ fn authenticate_request(req: &HttpRequest) -> Result<AuthUser, ApiError> {
         .headers()
         .get(AUTHORIZATION)
         .ok_or_else(|| unauthorized("Authentication required: send Authorization: Bearer <token>."))?;
-    let token = header
+    let token = bearer_of(header).ok_or_else(|| unauthorized("The Authorization header must be: Bearer <token>."))?;
+    let claims = state.authenticate(token)?;
+    Ok(AuthUser { claims })
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if the request has one.
+pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    req.headers().get(AUTHORIZATION).and_then(bearer_of)
+}
+
+fn bearer_of(header: &actix_web::http::header::HeaderValue) -> Option<&str> {
+    header
         .to_str()
         .ok()
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| unauthorized("The Authorization header must be: Bearer <token>."))?;
-    let claims = state.authenticate(token)?;
-    Ok(AuthUser { claims })
 }
 
 /// A JSON body: at most 64 KiB (413), `application/json` (415), syntactically JSON (400),

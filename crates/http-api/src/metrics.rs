@@ -5,6 +5,8 @@
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
 
 use crate::state::AppState;
 
@@ -38,5 +40,33 @@ impl Metrics {
         metrics::gauge!("db_pool_waiting").set(pool.waiting as f64);
         metrics::gauge!("websocket_connections").set(state.hub.connection_count() as f64);
         self.handle.as_ref().map(PrometheusHandle::render).unwrap_or_default()
+    }
+}
+
+/// Whether `presented` is the metrics token, in time that does not depend on where the two
+/// differ or on how long either is: both are hashed to 32 bytes first, and the digests are
+/// compared in constant time.
+pub fn token_matches(presented: Option<&str>, expected: &str) -> bool {
+    let Some(presented) = presented else { return false };
+    let presented = Sha256::digest(presented.as_bytes());
+    let expected = Sha256::digest(expected.as_bytes());
+    presented.as_slice().ct_eq(expected.as_slice()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_matches;
+
+    #[test]
+    fn only_the_exact_token_matches() {
+        for (presented, ok) in [
+            (Some("s3cret-token"), true),
+            (Some("s3cret-toke"), false),
+            (Some("s3cret-tokenx"), false),
+            (Some(""), false),
+            (None, false),
+        ] {
+            assert_eq!(token_matches(presented, "s3cret-token"), ok, "{presented:?}");
+        }
     }
 }

@@ -28,7 +28,7 @@ impl From<DieselError> for StoreError {
         match error {
             DieselError::NotFound => Self::NotFound,
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, ref info) => match info.constraint_name() {
-                Some("users_username_key") => Self::Conflict("username_taken"),
+                Some("users_username_key" | "users_username_skeleton_key") => Self::Conflict("username_taken"),
                 Some("users_email_key") => Self::Conflict("email_taken"),
                 Some("channels_name_key") => Self::Conflict("channel_name_taken"),
                 _ => Self::Database(error),

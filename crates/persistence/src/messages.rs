@@ -442,7 +442,7 @@ struct SearchHit {
 pub async fn search(
     conn: &mut AsyncPgConnection,
     user: UserId,
-    query: &str,
+    query: &domain::SearchText,
     channel: Option<ChannelId>,
     before: Option<(f32, Uuid)>,
     limit: i64,
@@ -459,7 +459,7 @@ pub async fn search(
          ORDER BY rank DESC, m.id DESC LIMIT $6",
     )
     .bind::<SqlUuid, _>(user.as_uuid())
-    .bind::<Text, _>(query)
+    .bind::<Text, _>(query.as_str())
     .bind::<diesel::sql_types::Nullable<SqlUuid>, _>(channel.map(|c| c.as_uuid()))
     .bind::<diesel::sql_types::Nullable<diesel::sql_types::Float4>, _>(before.map(|b| b.0))
     .bind::<SqlUuid, _>(before.map_or(Uuid::nil(), |b| b.1))

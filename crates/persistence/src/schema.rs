@@ -9,6 +9,7 @@ diesel::table! {
         display_name -> Text,
         password_hash -> Text,
         created_at -> Timestamptz,
+        username_skeleton -> Nullable<Text>,
     }
 }
 

@@ -1,8 +1,10 @@
 //! Accounts.
 
+use std::collections::HashSet;
+
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::{DisplayName, Email, User, UserId, UserSummary, Username};
+use domain::{DisplayName, Email, SearchText, User, UserId, UserSummary, Username};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -18,19 +20,31 @@ pub(crate) struct UserRow {
     pub display_name: String,
     pub password_hash: String,
     pub created_at: OffsetDateTime,
+    /// `Username::confusable_key`, unique, so a lookalike of a taken name is taken. NULL
+    /// only for accounts stored before the column existed, until [`backfill_skeletons`].
+    pub username_skeleton: Option<String>,
 }
 
 impl TryFrom<UserRow> for User {
     type Error = StoreError;
     fn try_from(row: UserRow) -> StoreResult<Self> {
+        let username = Username::parse(&row.username)?;
         Ok(User {
             id: UserId::from_uuid(row.id),
-            username: Username::parse(&row.username)?,
             email: Email::parse(&row.email)?,
-            display_name: DisplayName::parse(&row.display_name)?,
+            display_name: stored_display_name(&row.display_name, &username),
+            username,
             created_at: row.created_at,
         })
     }
+}
+
+/// A display name as stored. Names saved before invisible characters were dropped are
+/// cleaned on the way out by `DisplayName::parse`; one that was nothing but invisible
+/// characters has nothing left, and shows as the username (the default display name) rather
+/// than failing every read of its account.
+fn stored_display_name(raw: &str, username: &Username) -> DisplayName {
+    DisplayName::parse(raw).unwrap_or_else(|_| DisplayName::from_username(username))
 }
 
 /// `{id, username, display_name}` selected straight from the users table.
@@ -45,10 +59,11 @@ pub(crate) struct SummaryRow {
 impl TryFrom<SummaryRow> for UserSummary {
     type Error = StoreError;
     fn try_from(row: SummaryRow) -> StoreResult<Self> {
+        let username = Username::parse(&row.username)?;
         Ok(UserSummary {
             id: UserId::from_uuid(row.id),
-            username: Username::parse(&row.username)?,
-            display_name: DisplayName::parse(&row.display_name)?,
+            display_name: stored_display_name(&row.display_name, &username),
+            username,
         })
     }
 }
@@ -70,6 +85,7 @@ pub async fn create(conn: &mut AsyncPgConnection, new: NewUser<'_>) -> StoreResu
         display_name: new.display_name.as_str().to_owned(),
         password_hash: new.password_hash.to_owned(),
         created_at: OffsetDateTime::now_utc(),
+        username_skeleton: Some(new.username.confusable_key()),
     };
     let row: UserRow =
         diesel::insert_into(users::table).values(&row).returning(UserRow::as_returning()).get_result(conn).await?;
@@ -80,12 +96,14 @@ pub async fn find(conn: &mut AsyncPgConnection, id: UserId) -> StoreResult<User>
     users::table.find(id.as_uuid()).select(UserRow::as_select()).first(conn).await?.try_into()
 }
 
-/// Case-insensitive lookup, as usernames are unique case-insensitively.
-pub async fn find_by_username(conn: &mut AsyncPgConnection, username: &str) -> StoreResult<User> {
+/// Case-insensitive lookup, as usernames are unique case-insensitively. It takes a parsed
+/// [`Username`], never raw text: a client's string that is no username (a NUL, which
+/// PostgreSQL refuses in text, or anything else) names nobody and never reaches a query.
+pub async fn find_by_username(conn: &mut AsyncPgConnection, username: &Username) -> StoreResult<User> {
     users::table
         .filter(
             diesel::dsl::sql::<diesel::sql_types::Bool>("lower(username) = ")
-                .bind::<diesel::sql_types::Text, _>(username.to_lowercase()),
+                .bind::<diesel::sql_types::Text, _>(username.key()),
         )
         .select(UserRow::as_select())
         .first(conn)
@@ -93,12 +111,13 @@ pub async fn find_by_username(conn: &mut AsyncPgConnection, username: &str) -> S
         .try_into()
 }
 
-/// The account and its password hash, for login.
-pub async fn credentials(conn: &mut AsyncPgConnection, username: &str) -> StoreResult<Option<(User, String)>> {
+/// The account and its password hash, for login (a parsed [`Username`], as for
+/// [`find_by_username`]).
+pub async fn credentials(conn: &mut AsyncPgConnection, username: &Username) -> StoreResult<Option<(User, String)>> {
     let row: Option<UserRow> = users::table
         .filter(
             diesel::dsl::sql::<diesel::sql_types::Bool>("lower(username) = ")
-                .bind::<diesel::sql_types::Text, _>(username.to_lowercase()),
+                .bind::<diesel::sql_types::Text, _>(username.key()),
         )
         .select(UserRow::as_select())
         .first(conn)
@@ -119,7 +138,7 @@ pub async fn password_hash(conn: &mut AsyncPgConnection, id: UserId) -> StoreRes
 /// display name starts with `prefix`, after the username key `after`.
 pub async fn list(
     conn: &mut AsyncPgConnection,
-    prefix: Option<&str>,
+    prefix: Option<&SearchText>,
     after: Option<&str>,
     limit: i64,
 ) -> StoreResult<Vec<User>> {
@@ -128,7 +147,7 @@ pub async fn list(
 
     let mut query = users::table.select(UserRow::as_select()).into_boxed();
     if let Some(prefix) = prefix.filter(|p| !p.is_empty()) {
-        let pattern = format!("{}%", escape_like(&prefix.to_lowercase()));
+        let pattern = format!("{}%", escape_like(&prefix.as_str().to_lowercase()));
         query = query.filter(
             sql::<Bool>("(lower(username) LIKE ")
                 .bind::<Text, _>(pattern.clone())
@@ -173,6 +192,83 @@ pub async fn summaries(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> StoreResul
 
 pub async fn summary(conn: &mut AsyncPgConnection, id: UserId) -> StoreResult<UserSummary> {
     users::table.find(id.as_uuid()).select(SummaryRow::as_select()).first(conn).await?.try_into()
+}
+
+/// What [`backfill_skeletons`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SkeletonBackfill {
+    /// Accounts that got their skeleton.
+    pub filled: usize,
+    /// Accounts left without one because an older account already looks like them. They
+    /// keep their name; a new lookalike of either is still refused, since the older account
+    /// holds the skeleton they share.
+    pub lookalikes: usize,
+}
+
+/// Gives accounts stored before the `username_skeleton` column their skeleton, in creation
+/// order (ids are UUIDv7), so where two old accounts look alike the older one holds it.
+/// Runs at start, before the node takes requests; several nodes starting at once are safe
+/// (each row is only written while still NULL, and the unique index arbitrates).
+pub async fn backfill_skeletons(conn: &mut AsyncPgConnection) -> StoreResult<SkeletonBackfill> {
+    const BATCH: i64 = 1000;
+    let mut report = SkeletonBackfill::default();
+    let mut after = Uuid::nil();
+    loop {
+        let rows: Vec<(Uuid, String)> = users::table
+            .filter(users::username_skeleton.is_null())
+            .filter(users::id.gt(after))
+            .order(users::id)
+            .select((users::id, users::username))
+            .limit(BATCH)
+            .load(conn)
+            .await?;
+        let Some((last, _)) = rows.last() else { break };
+        after = *last;
+        // The first of a batch's lookalikes keeps the skeleton; the database refuses the
+        // rest, and keys already held by other rows, in the one statement below.
+        let mut seen = HashSet::new();
+        let (ids, keys): (Vec<Uuid>, Vec<String>) = rows
+            .iter()
+            .filter_map(|(id, name)| {
+                let key = Username::parse(name).ok()?.confusable_key();
+                seen.insert(key.clone()).then_some((*id, key))
+            })
+            .unzip();
+        let filled = match fill_skeletons(conn, &ids, &keys).await {
+            Ok(filled) => filled,
+            // An account registered on another node at the same moment took a key: go row
+            // by row, so only the rows that really collide are left out.
+            Err(StoreError::Conflict(_)) => {
+                let mut filled = 0;
+                for (id, key) in ids.iter().zip(&keys) {
+                    match fill_skeletons(conn, std::slice::from_ref(id), std::slice::from_ref(key)).await {
+                        Ok(n) => filled += n,
+                        Err(StoreError::Conflict(_)) => {}
+                        Err(other) => return Err(other),
+                    }
+                }
+                filled
+            }
+            Err(other) => return Err(other),
+        };
+        report.filled += filled;
+        report.lookalikes += rows.len() - filled;
+    }
+    Ok(report)
+}
+
+async fn fill_skeletons(conn: &mut AsyncPgConnection, ids: &[Uuid], keys: &[String]) -> StoreResult<usize> {
+    use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
+    Ok(diesel::sql_query(
+        "UPDATE users SET username_skeleton = v.key \
+         FROM unnest($1::uuid[], $2::text[]) AS v(id, key) \
+         WHERE users.id = v.id AND users.username_skeleton IS NULL \
+           AND NOT EXISTS (SELECT 1 FROM users o WHERE o.username_skeleton = v.key)",
+    )
+    .bind::<Array<SqlUuid>, _>(ids)
+    .bind::<Array<Text>, _>(keys)
+    .execute(conn)
+    .await?)
 }
 
 /// LIKE treats `%` and `_` as wildcards; a search for them must match them literally.

@@ -154,20 +154,34 @@ pub async fn login(
     } else {
         parse_json(&body)?
     };
-    let account = throttle::account_key(&credentials.username);
-    throttle::check(&state, &account).await?;
-    let mut conn = state.conn().await?;
-    let found = users::credentials(&mut conn, &credentials.username).await?;
-    drop(conn);
+    // Text that is not a valid username (a NUL byte, say, which PostgreSQL would refuse)
+    // names no account: it is checked against the dummy hash like an unknown user, so it
+    // gets the same 401 in the same time, and it never reaches a query.
+    let username = Username::parse(&credentials.username).ok();
+    let account = username.as_ref().map(|username| throttle::account_key(username.as_str()));
+    if let Some(account) = &account {
+        throttle::check(&state, account).await?;
+    }
+    let found = match &username {
+        Some(username) => {
+            let mut conn = state.conn().await?;
+            users::credentials(&mut conn, username).await?
+        }
+        None => None,
+    };
     // Unknown users are checked against a dummy hash so both failures take the same time.
     let verified = state.hasher.verify(&credentials.password, found.as_ref().map(|(_, hash)| hash.as_str())).await?;
     match found {
         Some((user, _)) if verified => {
-            throttle::succeeded(&state, &account).await?;
+            if let Some(account) = &account {
+                throttle::succeeded(&state, account).await?;
+            }
             Ok(web::Json(issue(&state, &user)?))
         }
         _ => {
-            throttle::failed(&state, &account).await?;
+            if let Some(account) = &account {
+                throttle::failed(&state, account).await?;
+            }
             Err(ApiError::Unauthorized {
                 code: "invalid_credentials",
                 detail: "Incorrect username or password.".into(),

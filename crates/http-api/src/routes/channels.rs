@@ -117,11 +117,7 @@ async fn caller_summary(conn: &mut AsyncPgConnection, caller: &AuthUser) -> ApiR
 }
 
 async fn user_by_name(conn: &mut AsyncPgConnection, username: &str) -> ApiResult<UserSummary> {
-    let user = users::find_by_username(conn, username).await.map_err(|e| match e {
-        persistence::StoreError::NotFound => ApiError::not_found("user"),
-        other => other.into(),
-    })?;
-    Ok(user.summary())
+    Ok(super::users::user_named(conn, username).await?.summary())
 }
 
 /// For the endpoints that act on a user of a channel (`/channels/{id}/…/{username}`): checks

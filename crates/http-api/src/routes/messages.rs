@@ -1,7 +1,7 @@
 //! Messages, threads, reactions and search (docs/api.md section 5).
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
-use domain::{Action, ChannelId, Cursor, Emoji, FileId, Limit, MessageContent, MessageId, ReactionDetail};
+use domain::{Action, ChannelId, Cursor, Emoji, FileId, Limit, MessageContent, MessageId, ReactionDetail, SearchText};
 use persistence::messages::{self, HistoryPage};
 use persistence::writer::{NewMessage, PostError};
 use persistence::{AsyncPgConnection, users};
@@ -384,9 +384,10 @@ pub async fn search(
 ) -> ApiResult<web::Json<Page<MessageDto>>> {
     let limit = Limit::parse(query.limit)?;
     let q = query.q.as_deref().map(str::trim).unwrap_or_default();
-    if q.is_empty() || q.chars().count() > 200 || q.contains('\0') {
-        return Err(ApiError::validation("q", "must be 1 to 200 characters"));
-    }
+    let q = SearchText::parse(q, "q")
+        .ok()
+        .filter(|q| !q.is_empty())
+        .ok_or_else(|| ApiError::validation("q", "must be 1 to 200 characters, without NUL"))?;
     let before = query
         .before
         .as_deref()
@@ -402,7 +403,7 @@ pub async fn search(
     let hits = messages::search(
         &mut conn,
         caller.id(),
-        q,
+        &q,
         query.channel_id.map(ChannelId::from_uuid),
         before,
         limit.get() + 1,

@@ -1,7 +1,8 @@
 //! Users (docs/api.md section 3).
 
 use actix_web::{get, patch, web};
-use domain::{Cursor, DisplayName, Email, Limit, Password};
+use domain::{Cursor, DisplayName, Email, Limit, Password, SearchText, User, Username};
+use persistence::AsyncPgConnection;
 use persistence::users::{self, UserChanges};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -119,7 +120,8 @@ pub async fn update_me(
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ListUsersQuery {
-    /// Prefix of a username or display name (case-insensitive).
+    /// Prefix of a username or display name (case-insensitive); at most 200 characters,
+    /// no NUL (422 otherwise).
     pub q: Option<String>,
     /// 1–200, default 50.
     pub limit: Option<i64>,
@@ -136,9 +138,10 @@ pub async fn list_users(
     query: web::Query<ListUsersQuery>,
 ) -> ApiResult<web::Json<Page<UserDto>>> {
     let limit = Limit::parse(query.limit)?;
+    let prefix = query.q.as_deref().map(|q| SearchText::parse(q, "q")).transpose()?;
     let after = query.after.as_deref().map(|c| Cursor::decode(c, "after")).transpose()?;
     let mut conn = state.conn().await?;
-    let rows = users::list(&mut conn, query.q.as_deref(), after.as_deref(), limit.get() + 1).await?;
+    let rows = users::list(&mut conn, prefix.as_ref(), after.as_deref(), limit.get() + 1).await?;
     let presence = state.hub.presence();
     Ok(web::Json(Page::from_rows(
         rows,
@@ -157,10 +160,18 @@ pub async fn get_user(
     username: web::Path<String>,
 ) -> ApiResult<web::Json<UserDto>> {
     let mut conn = state.conn().await?;
-    let user = users::find_by_username(&mut conn, &username).await.map_err(|e| match e {
-        persistence::StoreError::NotFound => ApiError::not_found("user"),
-        other => other.into(),
-    })?;
+    let user = user_named(&mut conn, &username).await?;
     let online = state.hub.presence().is_online(user.id);
     Ok(web::Json(if user.id == caller.id() { UserDto::own(&user, online) } else { UserDto::public(&user, online) }))
+}
+
+/// The user a path segment names (`/users/{username}`, `/channels/dm/{username}`, the member
+/// and ban endpoints). Text that is not a valid username — a NUL byte, a space, 200
+/// characters — names nobody: 404 like an unknown name, and it never reaches a query.
+pub async fn user_named(conn: &mut AsyncPgConnection, raw: &str) -> ApiResult<User> {
+    let username = Username::parse(raw).map_err(|_| ApiError::not_found("user"))?;
+    users::find_by_username(conn, &username).await.map_err(|e| match e {
+        persistence::StoreError::NotFound => ApiError::not_found("user"),
+        other => other.into(),
+    })
 }
