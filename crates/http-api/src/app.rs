@@ -286,6 +286,7 @@ fn build_app(
     openapi.info.title.clone_from(&settings.app_name);
     utoipa::Modify::modify(&crate::openapi::CommonErrors, &mut openapi);
     app.configure(|cfg| routes::docs::configure(cfg, openapi))
+        .configure(routes::web::configure)
         .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::not_found("resource")) }))
         .wrap(cors(&settings))
         .wrap(
