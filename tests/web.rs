@@ -126,7 +126,15 @@ async fn two_browsers_chat_live_and_a_restart_and_an_outage_lose_and_double_noth
     create_channel(&alice, "general", "Everything").await;
     join_channel(&bob, "general").await;
 
-    say(&alice, "hello bob").await;
+    // Typing shows on the other side before the message is sent.
+    alice.type_into("#message-input", "hello bob").await;
+    bob.wait_for(
+        "alice's typing indicator",
+        "return document.querySelector('#typing').textContent.includes('Alice is typing')",
+        json!([]),
+    )
+    .await;
+    alice.type_into("#message-input", ENTER).await;
     wait_for_text(&bob, "hello bob").await;
     say(&bob, "hi alice").await;
     wait_for_text(&alice, "hi alice").await;
@@ -272,4 +280,29 @@ async fn an_upload_shows_its_preview_threads_reactions_and_search_work() {
     alice.click("#back").await;
     alice.find("#chat[data-pane=sidebar]").await;
     shot(&alice, "sidebar-390").await;
+
+    // Editing and deleting one's own message, back in the channel.
+    alice.click("#channel-list li.channel button").await;
+    alice.find("#chat[data-pane=conversation]").await;
+    let own = "#messages .message.own:not(.deleted)";
+    js_click(&alice, &format!("{own} .actions .edit")).await;
+    alice.type_into(".editor", &format!(" (updated){ENTER}")).await;
+    wait_for_text(&alice, "Thanks, reading them now (updated)").await;
+    alice.find(".message.own .edited").await;
+    // The app asks before deleting; the test says yes in advance.
+    alice.eval("window.confirm = () => true", json!([])).await;
+    js_click(&alice, &format!("{own} .actions .delete")).await;
+    wait_for_text(&alice, "This message was deleted.").await;
+
+    // A revoked token sends the person back to sign in, with a sentence saying why.
+    let token = alice.eval("return localStorage.getItem('chat.token')", json!([])).await;
+    app.client.post_empty("/api/auth/logout", token.as_str()).await.assert_status(204);
+    alice.goto(&format!("{}/", app.base)).await;
+    alice
+        .wait_for(
+            "the sign-in notice",
+            "const n = document.querySelector('#auth-notice'); return !n.hidden && n.textContent.includes('sign in again')",
+            json!([]),
+        )
+        .await;
 }
