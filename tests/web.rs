@@ -14,13 +14,21 @@ use blackbox_tests::browser::{Browser, ENTER, ESCAPE, RELEASE, SHIFT, find_chrom
 use blackbox_tests::proxy::Proxy;
 use serde_json::{Value, json};
 
+/// Each test runs up to three Chromiums; one test at a time keeps a small CI machine from
+/// starving them (the waits are 30 s each).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Chromium is needed; where it cannot be installed the tests say so in one line and pass.
 fn chromium_here() -> bool {
     match find_chromium() {
         Ok(_) => true,
         Err(why) => {
-            // Written to the real stderr, past the test harness's capture, so it is seen.
-            let _ = writeln!(std::io::stderr(), "skipping the web client tests: {why}");
+            // Written to the real stderr, past the test harness's capture, so it is seen;
+            // once for the whole suite.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                let _ = writeln!(std::io::stderr(), "skipping the web client tests: {why}");
+            });
             false
         }
     }
@@ -114,6 +122,7 @@ async fn two_browsers_chat_live_and_a_restart_and_an_outage_lose_and_double_noth
     if !chromium_here() {
         return;
     }
+    let _turn = ONE_AT_A_TIME.lock().await;
     let mut app = TestApp::spawn().await;
     // Alice reaches the server through a proxy the test can cut: her outage is then certain
     // to span the messages posted below, whatever her reconnect back-off does.
@@ -184,6 +193,7 @@ async fn an_upload_shows_its_preview_threads_reactions_and_search_work() {
     if !chromium_here() {
         return;
     }
+    let _turn = ONE_AT_A_TIME.lock().await;
     let app = TestApp::spawn().await;
     let shots = std::env::var_os("CHAT_WEB_SCREENSHOTS").is_some();
     let shot = async |browser: &Browser, name: &str| {
