@@ -184,7 +184,9 @@ async function enterChat() {
   state.live = new Live({
     token: session.token,
     lastSeq: () => ({ ...state.seen }),
-    onEvent: handleFrame,
+    // One frame at a time, in arrival order: a handler that awaits (a channel list refresh)
+    // must not let a later frame overtake it.
+    onEvent: (frame) => { frames = frames.then(() => handleFrame(frame)).catch(fail); },
     onState: showConnection,
     onSignedOut: signOut,
     checkToken: async () => {
@@ -204,6 +206,10 @@ async function refreshChannels() {
   for (const [id, channel] of fresh) {
     const known = state.channels.get(id);
     if (known && id === state.current) channel.unread_count = 0;
+    // Until the server reports mention_count, the app counts mentions itself; a refresh
+    // must not forget them.
+    channel.mentions_local = typeof channel.mention_count !== 'number';
+    if (channel.mentions_local) channel.mention_count = known?.mention_count ?? 0;
     if (!(id in state.seen)) state.seen[id] = channel.last_seq ?? 0;
   }
   state.channels = fresh;
@@ -212,7 +218,7 @@ async function refreshChannels() {
   for (const channel of fresh.values()) {
     if (!isDm(channel)) continue;
     const peer = dmPeer(channel);
-    api.user(peer).then((user) => { state.online.set(user.id, user.online); channel.peer_id = user.id; renderChannelList(); }).catch(() => {});
+    api.user(peer).then((user) => { state.online.set(user.id, user.online); channel.peer_id = user.id; renderChannelList(); renderHeader(); }).catch(() => {});
   }
 }
 
@@ -712,6 +718,8 @@ function isNew(data) {
   return true;
 }
 
+let frames = Promise.resolve();
+
 async function handleFrame(frame) {
   const { type, data } = frame;
   switch (type) {
@@ -738,10 +746,14 @@ async function handleFrame(frame) {
       if (data.channel_id === state.current) renderMessages();
       if (data.channel_id === state.current && document.visibilityState === 'visible') markRead();
       else if (channel && data.user_id !== state.me.id) {
-        channel.unread_count = (channel.unread_count || 0) + 1;
-        if (new RegExp(`@${state.me.username.replace(/[.]/g, '\\.')}\\b`, 'i').test(data.content)) channel.mention_count = (channel.mention_count || 0) + 1;
+        // The list's counts already include events up to its last_seq.
+        const counted = data.seq <= (channel.last_seq ?? 0);
+        if (!counted) channel.unread_count = (channel.unread_count || 0) + 1;
+        const mentioned = new RegExp(`@${state.me.username.replace(/[.]/g, '\\.')}\\b`, 'i').test(data.content);
+        if (mentioned && (channel.mentions_local || !counted)) channel.mention_count = (channel.mention_count || 0) + 1;
         renderChannelList();
       }
+      if (channel) channel.last_seq = Math.max(channel.last_seq ?? 0, data.seq);
       return;
     }
     case 'message_updated':
