@@ -186,6 +186,41 @@ async fn two_browsers_chat_live_and_a_restart_and_an_outage_lose_and_double_noth
     say(&bob, "welcome back").await;
     wait_for_text(&alice, "welcome back").await;
     assert_eq!(texts(&alice).await.iter().filter(|t| *t == "welcome back").count(), 1);
+
+    // A DM: Bob is connected, so Alice sees him online.
+    alice.click("#new-dm").await;
+    alice.type_into("#dm-username", &format!("bob{ENTER}")).await;
+    wait_for_title(&alice, "bob").await;
+    alice
+        .wait_for("bob online", "return document.querySelector('#channel-meta').textContent === 'Online'", json!([]))
+        .await;
+    alice.find("#dm-list .presence.on").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_scrolls_back_a_page_at_a_time() {
+    if !chromium_here() {
+        return;
+    }
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = TestApp::spawn().await;
+    let bob = app.user("bob").await;
+    let channel = app.client.post("/api/channels", Some(&bob), &json!({"name": "archive"})).await;
+    let channel = channel.assert_status(201)["id"].as_str().unwrap().to_owned();
+    for n in 1..=70 {
+        post(&app, &bob, &channel, &format!("old news {n}")).await;
+    }
+    let alice = Browser::start().await;
+    sign_up(&alice, &app.base, "alice").await;
+    join_channel(&alice, "archive").await;
+    wait_for_text(&alice, "old news 70").await;
+    // The newest page (50) first; scrolling to the top fetches the rest with ?before=.
+    assert_eq!(texts(&alice).await.len(), 50);
+    alice.eval("const box = document.querySelector('#messages'); box.scrollTop = 0; box.dispatchEvent(new Event('scroll'))", json!([])).await;
+    wait_for_text(&alice, "old news 1").await;
+    alice.find("#messages .start").await;
+    let expected: Vec<String> = (1..=70).map(|n| format!("old news {n}")).collect();
+    assert_eq!(texts(&alice).await, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
