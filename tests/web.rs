@@ -198,7 +198,7 @@ async fn two_browsers_chat_live_and_a_restart_and_an_outage_lose_and_double_noth
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn history_scrolls_back_a_page_at_a_time() {
+async fn history_scrolls_back_a_page_at_a_time_and_errors_are_shown_in_words() {
     if !chromium_here() {
         return;
     }
@@ -211,7 +211,31 @@ async fn history_scrolls_back_a_page_at_a_time() {
         post(&app, &bob, &channel, &format!("old news {n}")).await;
     }
     let alice = Browser::start().await;
+
+    // The API's errors reach the person in words: a wrong password, a taken channel name.
+    alice.goto(&format!("{}/", app.base)).await;
+    alice.type_into("#auth-username", "bob").await;
+    alice.type_into("#auth-password", &format!("not-his-password{ENTER}")).await;
+    alice
+        .wait_for(
+            "the sign-in error",
+            "return document.querySelector('#auth-error:not([hidden])')?.textContent",
+            json!([]),
+        )
+        .await;
     sign_up(&alice, &app.base, "alice").await;
+    alice.click("#new-channel").await;
+    alice.type_into("#new-channel-name", &format!("archive{ENTER}")).await;
+    let error = alice
+        .wait_for(
+            "the taken-name error",
+            "return document.querySelector('#channel-dialog .error:not([hidden])')?.textContent",
+            json!([]),
+        )
+        .await;
+    assert!(!error.as_str().unwrap().trim().is_empty());
+    alice.click("#channel-dialog .dialog-cancel").await;
+
     join_channel(&alice, "archive").await;
     wait_for_text(&alice, "old news 70").await;
     // The newest page (50) first; scrolling to the top fetches the rest with ?before=.
