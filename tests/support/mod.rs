@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
+pub mod browser;
 pub mod client;
 pub mod proxy;
 pub mod ws;
@@ -242,6 +243,31 @@ impl TestApp {
     /// Stops the server gracefully and waits for it.
     pub async fn stop(&self) {
         self.stopper.stop(true).await;
+    }
+
+    /// Stops the server and starts a new one on the same port, database and files, as an
+    /// operator's restart would: clients must reconnect and lose nothing.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let mut settings = self.settings.clone();
+        settings.port = self.port;
+        // The old listener is closed once the stop completes; retry briefly in case the
+        // kernel has not released the port yet.
+        let mut attempt = 0;
+        let app = loop {
+            match Application::build(settings.clone()).await {
+                Ok(app) => break app,
+                Err(error) if attempt < 50 => {
+                    attempt += 1;
+                    eprintln!("restart: {error}; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("the server did not restart: {error}"),
+            }
+        };
+        assert_eq!(app.port(), self.port);
+        self.stopper = app.stopper();
+        tokio::spawn(app.run_until_stopped());
     }
 }
 

@@ -419,10 +419,11 @@ fn build_app(
     openapi.info.title.clone_from(&settings.app_name);
     utoipa::Modify::modify(&crate::openapi::CommonErrors, &mut openapi);
     let mut route_table = RouteTable::from_openapi(&openapi);
-    for template in routes::docs::ROUTES {
+    for template in routes::docs::ROUTES.iter().chain(routes::web::ROUTES.iter()) {
         route_table.add(template, vec![actix_web::http::Method::GET]);
     }
     app.configure(|cfg| routes::docs::configure(cfg, openapi))
+        .configure(routes::web::configure)
         .app_data(web::Data::new(route_table))
         .default_service(web::to(methods::no_route))
         .wrap(from_fn(methods::head_as_get))

@@ -7,4 +7,5 @@ pub mod files;
 pub mod health;
 pub mod messages;
 pub mod users;
+pub mod web;
 pub mod ws;
