@@ -44,6 +44,9 @@ pub enum ApiError {
     Conflict { code: &'static str, detail: String },
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// An upload beyond the caller's byte quotas (`UPLOAD_QUOTA_BYTES*`).
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("{0}")]
     RequestTimeout(String),
     #[error("{0}")]
@@ -79,6 +82,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::QuotaExceeded(_) => "upload_quota_exceeded",
             Self::RequestTimeout(_) => "request_timeout",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Validation(_) => "validation_error",
@@ -97,7 +101,7 @@ impl ResponseError for ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge(_) | Self::QuotaExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,

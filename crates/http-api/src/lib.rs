@@ -19,6 +19,7 @@ pub mod request_id;
 pub mod routes;
 pub mod state;
 pub mod telemetry;
+pub mod thumbnails;
 
 pub use app::{Application, StartError};
 pub use config::Settings;
