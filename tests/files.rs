@@ -505,6 +505,12 @@ async fn an_aborted_upload_leaves_nothing(store: Store) {
     let kept = uploaded(&app, &token, "kept.txt", b"kept").await;
     let before = app.store_snapshot();
     let stream = partial_upload(&app, &token, 8 * 1024 * 1024, 6 * 1024 * 1024).await;
+    // Hang up only once the store holds part of the upload (a temporary file, a multipart
+    // upload with its first part), so the cleanup is what the test sees.
+    eventually(std::time::Duration::from_secs(15), "the upload is under way in the store", || async {
+        app.store_snapshot() != before
+    })
+    .await;
     drop(stream);
     eventually(std::time::Duration::from_secs(15), "the aborted upload is cleaned up", || async {
         app.store_snapshot() == before
@@ -553,6 +559,24 @@ async fn uploads_beyond_the_quotas_are_refused(store: Store) {
     // Another user has quotas of their own.
     let other = app.user("other").await;
     uploaded(&app, &other, "theirs.bin", &[4u8; 2000]).await;
+}
+
+/// The quota is decided when the upload is recorded, under a per-user lock: uploads that
+/// all start under it cannot all finish over it.
+#[tokio::test]
+async fn parallel_uploads_cannot_slip_past_the_quota() {
+    let app = TestApp::spawn_with(|s| s.upload_quota_bytes = 3000).await;
+    let token = app.user("alice").await;
+    let replies =
+        futures_util::future::join_all((0..10u8).map(|i| app.client.upload(Some(&token), "part.bin", vec![i; 1000])))
+            .await;
+    let created = replies.iter().filter(|r| r.status.as_u16() == 201).count();
+    for reply in replies.iter().filter(|r| r.status.as_u16() != 201) {
+        reply.assert_error(413, "upload_quota_exceeded");
+    }
+    assert_eq!(created, 3);
+    assert_eq!(file_rows(&app).await, 3);
+    assert_eq!(app.stored_objects().len(), 3, "refused uploads leave no bytes");
 }
 
 async fn downloads_are_sandboxed_and_active_types_served_as_bytes(store: Store) {
