@@ -7,9 +7,11 @@
 pub mod browser;
 pub mod client;
 pub mod proxy;
+pub mod s3;
 pub mod ws;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
@@ -19,6 +21,15 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::OnceCell;
 
 pub use client::{Client, Reply};
+pub use s3::S3Server;
+
+/// Where a test server keeps uploads: `FILE_STORE=local` or `FILE_STORE=s3` against a real
+/// S3-compatible server started for the test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Local,
+    S3,
+}
 
 /// The workspace root, where `data/` and `migrations/` live.
 pub fn workspace_root() -> PathBuf {
@@ -164,6 +175,8 @@ pub struct TestApp {
     pub settings: Settings,
     stopper: http_api::app::Stopper,
     files_dir: PathBuf,
+    /// The S3 server this app (and its siblings) store files in, with `Store::S3`.
+    pub s3: Option<Arc<S3Server>>,
     // Declared last: dropped after the server has been told to stop. `None` for a second
     // node sharing another app's database.
     pub database: Option<TestDatabase>,
@@ -177,17 +190,33 @@ impl TestApp {
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> Self {
+        Self::spawn_on_with(Store::Local, adjust).await
+    }
+
+    /// The server with its uploads in `store`.
+    pub async fn spawn_on(store: Store) -> Self {
+        Self::spawn_on_with(store, |_| {}).await
+    }
+
+    pub async fn spawn_on_with(store: Store, adjust: impl FnOnce(&mut Settings)) -> Self {
         let database = TestDatabase::create().await;
         let url = database.url.clone();
-        Self::start(url, Some(database), adjust).await
+        let s3 = (store == Store::S3).then(|| Arc::new(S3Server::start()));
+        Self::start(url, Some(database), s3, adjust).await
     }
 
-    /// A second server (node) on this one's database.
+    /// A second server (node) on this one's database and, with S3, the same bucket (but
+    /// never the same local directory).
     pub async fn spawn_sibling(&self, adjust: impl FnOnce(&mut Settings)) -> Self {
-        Self::start(self.database_url.clone(), None, adjust).await
+        Self::start(self.database_url.clone(), None, self.s3.clone(), adjust).await
     }
 
-    async fn start(database_url: String, database: Option<TestDatabase>, adjust: impl FnOnce(&mut Settings)) -> Self {
+    async fn start(
+        database_url: String,
+        database: Option<TestDatabase>,
+        s3: Option<Arc<S3Server>>,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Self {
         let files_dir = std::env::temp_dir().join(format!("chat-test-files-{}", uuid::Uuid::new_v4().simple()));
         let mut settings = Settings {
             database_url: Some(http_api::config::Secret(database_url.clone())),
@@ -202,6 +231,9 @@ impl TestApp {
             shutdown_timeout_seconds: 2,
             ..Settings::default()
         };
+        if let Some(s3) = &s3 {
+            s3.configure(&mut settings);
+        }
         adjust(&mut settings);
         let app = Application::build(settings.clone()).await.expect("the server starts");
         let port = app.port();
@@ -217,6 +249,7 @@ impl TestApp {
             settings,
             stopper,
             files_dir,
+            s3,
             database,
             database_url,
         }
@@ -234,6 +267,24 @@ impl TestApp {
 
     pub fn files_dir(&self) -> &std::path::Path {
         &self.files_dir
+    }
+
+    /// The stored objects: files under `FILE_STORAGE_DIR` (its `tmp/` included), or the
+    /// objects in the S3 bucket.
+    pub fn stored_objects(&self) -> Vec<PathBuf> {
+        match &self.s3 {
+            Some(s3) => s3.objects(),
+            None => s3::files_under(&self.files_dir),
+        }
+    }
+
+    /// Everything the store keeps, including what an interrupted write may leave (temporary
+    /// files, parts of multipart uploads), to check that a refused upload changed nothing.
+    pub fn store_snapshot(&self) -> Vec<PathBuf> {
+        match &self.s3 {
+            Some(s3) => s3.everything(),
+            None => s3::files_under(&self.files_dir),
+        }
     }
 
     pub async fn db(&self) -> AsyncPgConnection {

@@ -23,7 +23,7 @@ pub use access::{Action, Denied, Role, authorize};
 pub use channel::{Channel, ChannelDescription, ChannelKind, ChannelName, ChannelSummary};
 pub use error::DomainError;
 pub use events::{ChannelEvent, Committed, EventBody, EventKind, EventSink, MembershipChange};
-pub use file::{FileMeta, sanitize_filename};
+pub use file::{FileMeta, ImageInfo, sanitize_filename};
 pub use ids::{ChannelId, FileId, MessageId, UserId};
 pub use message::{Emoji, Message, MessageContent, ReactionDetail, ReactionSummary};
 pub use pagination::{Cursor, Limit, Page};

@@ -21,7 +21,6 @@ use crate::banner::{Banner, DatabaseOrigin};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::extract;
-use crate::files::LocalDisk;
 use crate::methods::{self, RouteTable};
 use crate::metrics::Metrics;
 use crate::openapi::ApiDoc;
@@ -42,8 +41,8 @@ pub enum StartError {
     Bind { address: String, reason: String },
     #[error("METRICS_ADDR: could not listen on {address}: {reason}")]
     MetricsBind { address: String, reason: String },
-    #[error("FILE_STORAGE_DIR: {0}")]
-    Storage(String),
+    #[error(transparent)]
+    Storage(#[from] crate::files::StoreConfigError),
     #[error("{0}")]
     Other(String),
 }
@@ -131,9 +130,8 @@ impl Application {
         let mut background = Vec::new();
         background.push(revocations.spawn_sync(db.clone()).await.map_err(|e| StartError::Database(e.to_string()))?);
 
-        let files: Arc<dyn crate::files::FileStore> = Arc::new(
-            LocalDisk::new(settings.file_storage_dir.clone()).map_err(|e| StartError::Storage(e.to_string()))?,
-        );
+        let files = crate::files::from_settings(&settings)?;
+        let thumbnails = crate::thumbnails::Thumbnailer::new(settings.thumbnail_workers, files.clone(), db.clone());
         background.push(tokio::spawn(janitor(db.clone(), files.clone())));
         let (shutdown_tx, shutdown) = realtime::shutdown_switch();
         let hub = Hub::new(settings.ws_queue_capacity);
@@ -158,6 +156,7 @@ impl Application {
             limits: crate::ratelimit::Limits::new(&settings),
             writer,
             files,
+            thumbnails,
             shutdown,
         });
         let limits_state = state.clone();
@@ -193,7 +192,20 @@ impl Application {
         };
 
         let server_state = state.clone();
-        let mut server = HttpServer::new(move || build_app(server_state.clone(), metrics.clone()));
+        let send_timeout = Duration::from_secs(settings.send_timeout_seconds);
+        let mut server = HttpServer::new(move || build_app(server_state.clone(), metrics.clone()))
+            // A client that stops reading (a stalled download) would otherwise hold its
+            // connection, and the stream behind it, for ever: actix has no write timeout, and
+            // a body stream is not polled while the socket is full. The kernel drops a
+            // connection whose sent data stays unacknowledged, or whose peer keeps its window
+            // closed, for this long.
+            .on_connect(move |connection, _| {
+                if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
+                    && let Err(error) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(send_timeout))
+                {
+                    tracing::debug!(%error, "could not set the send timeout of a connection");
+                }
+            });
         if settings.workers > 0 {
             server = server.workers(settings.workers);
         }
@@ -345,15 +357,48 @@ async fn janitor(db: Database, files: Arc<dyn crate::files::FileStore>) {
         if let Err(error) = persistence::login_failures::purge(&mut conn, crate::config::LOGIN_FAILURE_WINDOW).await {
             tracing::warn!(%error, "login failure purge failed");
         }
-        match persistence::files::purge_orphans(&mut conn, now - DAY).await {
-            Ok(ids) => {
-                for id in ids {
-                    if let Err(error) = files.delete(&id.to_string()).await {
+        drop(conn);
+        sweep_uploads(&db, files.as_ref(), now - DAY).await;
+    }
+}
+
+/// Removes uploads older than `cutoff` that no message refers to (row and bytes), then
+/// objects in the store older than `cutoff` that have no row: the bytes of an upload whose
+/// node died between storing them and recording them, or whose removal failed before.
+pub async fn sweep_uploads(db: &Database, files: &dyn crate::files::FileStore, cutoff: time::OffsetDateTime) {
+    let Ok(mut conn) = db.get().await else { return };
+    match persistence::files::purge_orphans(&mut conn, cutoff).await {
+        Ok(ids) => {
+            for id in ids {
+                for key in [crate::files::file_key(id), crate::files::thumbnail_key(id)] {
+                    if let Err(error) = files.delete(&key).await {
                         tracing::warn!(%error, file = %id, "could not remove an orphaned upload");
                     }
                 }
             }
-            Err(error) => tracing::warn!(%error, "orphan purge failed"),
+        }
+        Err(error) => tracing::warn!(%error, "orphan purge failed"),
+    }
+    let cutoff = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(cutoff.unix_timestamp().max(0) as u64);
+    let keys = match files.list_older_than(cutoff).await {
+        Ok(keys) => keys,
+        Err(error) => {
+            tracing::warn!(%error, "listing stored files failed");
+            return;
+        }
+    };
+    for batch in keys.chunks(500) {
+        let ids: Vec<uuid::Uuid> =
+            batch.iter().filter_map(|key| key.strip_suffix(".thumbnail").unwrap_or(key).parse().ok()).collect();
+        let Ok(existing) = persistence::files::existing(&mut conn, &ids).await else { continue };
+        for key in batch {
+            let id = key.strip_suffix(".thumbnail").unwrap_or(key).parse::<uuid::Uuid>();
+            if id.is_ok_and(|id| !existing.contains(&id)) {
+                match files.delete(key).await {
+                    Ok(()) => tracing::info!(key, "removed stored bytes that no file refers to"),
+                    Err(error) => tracing::warn!(%error, key, "could not remove stored bytes without a file"),
+                }
+            }
         }
     }
 }

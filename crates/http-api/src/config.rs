@@ -8,6 +8,16 @@ use figment::Figment;
 use figment::providers::{Env, Serialized};
 use serde::{Deserialize, Serialize};
 
+/// Where uploaded bytes live (`FILE_STORE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileStoreKind {
+    /// `FILE_STORAGE_DIR` on this node's disk.
+    Local,
+    /// An S3-compatible object store (`S3_*`), shared by every node.
+    S3,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -73,6 +83,28 @@ pub struct Settings {
     /// When set (`host:port`), `/metrics` is served on this separate listener only, not on
     /// the API's address.
     pub metrics_addr: Option<String>,
+    /// `local` (`FILE_STORAGE_DIR`) or `s3` (the `S3_*` variables).
+    pub file_store: FileStoreKind,
+    pub s3_bucket: Option<String>,
+    /// `http(s)://host:port` of an S3-compatible server; unset → AWS for `S3_REGION`.
+    pub s3_endpoint: Option<String>,
+    pub s3_region: String,
+    pub s3_access_key_id: Option<Secret>,
+    pub s3_secret_access_key: Option<Secret>,
+    /// `true` → `endpoint/bucket/key` (most S3-compatible servers); `false` → virtual hosts.
+    pub s3_path_style: bool,
+    /// Seconds an upload's body may send nothing before the request ends with 408.
+    pub upload_idle_timeout_seconds: u64,
+    /// Bytes of uploads no message refers to yet that one user may hold.
+    pub upload_quota_bytes: u64,
+    /// Bytes one user may upload per rolling hour.
+    pub upload_quota_bytes_per_hour: u64,
+    /// Seconds a response (a download above all) may sit unaccepted by the client before
+    /// the connection is cut (`TCP_USER_TIMEOUT`, so the kernel counts, not a timer per
+    /// request).
+    pub send_timeout_seconds: u64,
+    /// Images decoded at once for thumbnails (each in a blocking thread).
+    pub thumbnail_workers: usize,
 }
 
 /// The window of [`Settings::login_failures_per_account`].
@@ -107,6 +139,18 @@ impl Default for Settings {
             login_failures_per_account: 10,
             metrics_token: None,
             metrics_addr: None,
+            file_store: FileStoreKind::Local,
+            s3_bucket: None,
+            s3_endpoint: None,
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_path_style: false,
+            upload_idle_timeout_seconds: 30,
+            upload_quota_bytes: 200 * 1024 * 1024,
+            upload_quota_bytes_per_hour: 1024 * 1024 * 1024,
+            send_timeout_seconds: 60,
+            thumbnail_workers: 2,
         }
     }
 }
@@ -162,6 +206,18 @@ impl Settings {
         "LOGIN_FAILURES_PER_ACCOUNT",
         "METRICS_TOKEN",
         "METRICS_ADDR",
+        "FILE_STORE",
+        "S3_BUCKET",
+        "S3_ENDPOINT",
+        "S3_REGION",
+        "S3_ACCESS_KEY_ID",
+        "S3_SECRET_ACCESS_KEY",
+        "S3_PATH_STYLE",
+        "UPLOAD_IDLE_TIMEOUT_SECONDS",
+        "UPLOAD_QUOTA_BYTES",
+        "UPLOAD_QUOTA_BYTES_PER_HOUR",
+        "SEND_TIMEOUT_SECONDS",
+        "THUMBNAIL_WORKERS",
     ];
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -192,6 +248,23 @@ impl Settings {
         }
         if self.metrics_addr.as_ref().is_some_and(|addr| addr.trim().is_empty()) {
             return fail("METRICS_ADDR", "must be host:port (unset it to serve /metrics on the API's address)");
+        }
+        if self.file_store == FileStoreKind::S3 && self.s3_bucket.as_deref().is_none_or(str::is_empty) {
+            return fail("S3_BUCKET", "is required with FILE_STORE=s3");
+        }
+        if let Some(endpoint) = &self.s3_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return fail("S3_ENDPOINT", "must be an http:// or https:// URL");
+        }
+        if self.upload_idle_timeout_seconds == 0 {
+            return fail("UPLOAD_IDLE_TIMEOUT_SECONDS", "must be at least 1");
+        }
+        if self.send_timeout_seconds == 0 {
+            return fail("SEND_TIMEOUT_SECONDS", "must be at least 1");
+        }
+        if self.thumbnail_workers == 0 {
+            return fail("THUMBNAIL_WORKERS", "must be at least 1");
         }
         if let Some(proxies) = &self.trusted_proxies {
             for proxy in proxies.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -236,6 +309,15 @@ mod tests {
         assert_eq!(short_key.validate().unwrap_err().variable, "SECRET_KEY");
         let cost = Settings { bcrypt_cost: 3, ..Settings::default() };
         assert_eq!(cost.validate().unwrap_err().variable, "BCRYPT_COST");
+        let s3 = Settings { file_store: FileStoreKind::S3, ..Settings::default() };
+        assert_eq!(s3.validate().unwrap_err().variable, "S3_BUCKET");
+        let endpoint = Settings {
+            file_store: FileStoreKind::S3,
+            s3_bucket: Some("chat".into()),
+            s3_endpoint: Some("minio:9000".into()),
+            ..Settings::default()
+        };
+        assert_eq!(endpoint.validate().unwrap_err().variable, "S3_ENDPOINT");
     }
 
     #[test]

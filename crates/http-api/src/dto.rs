@@ -134,6 +134,15 @@ pub struct FileDto {
     pub created_at: String,
     #[schema(value_type = String, format = Uuid)]
     pub uploader_id: uuid::Uuid,
+    /// Images only, once looked at (shortly after the upload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Images only, once their thumbnail (fits 400×400) is made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "/api/files/123e4567-e89b-12d3-a456-426614174000/thumbnail")]
+    pub thumbnail_url: Option<String>,
 }
 
 impl From<&domain::FileMeta> for FileDto {
@@ -146,6 +155,9 @@ impl From<&domain::FileMeta> for FileDto {
             sha256: file.sha256.clone(),
             created_at: domain::timestamp::format(file.created_at),
             uploader_id: file.uploader_id.as_uuid(),
+            width: file.image.map(|i| i.width),
+            height: file.image.map(|i| i.height),
+            thumbnail_url: file.thumbnail_url(),
         }
     }
 }

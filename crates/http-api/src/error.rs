@@ -47,6 +47,9 @@ pub enum ApiError {
     Conflict { code: &'static str, detail: String },
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// An upload beyond the caller's byte quotas (`UPLOAD_QUOTA_BYTES*`).
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("{0}")]
     RequestTimeout(String),
     #[error("{0}")]
@@ -83,6 +86,7 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::QuotaExceeded(_) => "upload_quota_exceeded",
             Self::RequestTimeout(_) => "request_timeout",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Validation(_) => "validation_error",
@@ -102,7 +106,7 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge(_) | Self::QuotaExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,

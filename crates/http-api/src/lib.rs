@@ -22,6 +22,7 @@ pub mod routes;
 pub mod state;
 pub mod telemetry;
 pub mod throttle;
+pub mod thumbnails;
 
 pub use app::{Application, StartError};
 pub use config::Settings;

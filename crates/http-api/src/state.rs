@@ -21,6 +21,7 @@ pub struct AppState {
     pub limits: crate::ratelimit::Limits,
     pub writer: persistence::writer::MessageWriter,
     pub files: Arc<dyn FileStore>,
+    pub thumbnails: crate::thumbnails::Thumbnailer,
     /// Flips to true when the server shuts down; WebSocket sessions then close with 1001.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
-use domain::{ChannelId, Committed, EventBody, FileId, FileMeta, UserId};
+use domain::{ChannelId, Committed, EventBody, FileId, FileMeta, ImageInfo, UserId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -24,6 +24,9 @@ pub(crate) struct FileRow {
     pub size: i64,
     pub sha256: String,
     pub created_at: OffsetDateTime,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub has_thumbnail: bool,
 }
 
 impl From<FileRow> for FileMeta {
@@ -36,8 +39,93 @@ impl From<FileRow> for FileMeta {
             sha256: row.sha256,
             created_at: row.created_at,
             uploader_id: UserId::from_uuid(row.uploader_id),
+            image: match (row.width, row.height) {
+                (Some(width), Some(height)) => {
+                    Some(ImageInfo { width: width as u32, height: height as u32, thumbnail: row.has_thumbnail })
+                }
+                _ => None,
+            },
         }
     }
+}
+
+/// How much one user may hold and write: bytes of uploads no message refers to, and bytes
+/// uploaded in the last hour.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadQuota {
+    pub unattached_bytes: u64,
+    pub bytes_per_hour: u64,
+}
+
+/// How many more bytes `user` may upload now under `quota` (0 when the quota is used up).
+pub async fn quota_left(conn: &mut AsyncPgConnection, user: UserId, quota: UploadQuota) -> StoreResult<u64> {
+    let (unattached, last_hour) = usage(conn, user).await?;
+    Ok(quota.unattached_bytes.saturating_sub(unattached).min(quota.bytes_per_hour.saturating_sub(last_hour)))
+}
+
+/// Bytes of `user`'s unattached uploads, and of their uploads in the last hour.
+async fn usage(conn: &mut AsyncPgConnection, user: UserId) -> StoreResult<(u64, u64)> {
+    #[derive(QueryableByName)]
+    struct Usage {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        unattached: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        last_hour: i64,
+    }
+    let usage: Usage = diesel::sql_query(
+        "SELECT \
+           coalesce(sum(size) FILTER (WHERE NOT EXISTS \
+             (SELECT 1 FROM message_attachments a WHERE a.file_id = files.id)), 0)::bigint AS unattached, \
+           coalesce(sum(size) FILTER (WHERE created_at > now() - interval '1 hour'), 0)::bigint AS last_hour \
+         FROM files WHERE uploader_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(user.as_uuid())
+    .get_result(conn)
+    .await?;
+    Ok((usage.unattached.max(0) as u64, usage.last_hour.max(0) as u64))
+}
+
+/// Records an upload if it fits `user`'s quota, checked under a per-user lock so concurrent
+/// uploads on any node cannot all slip under it. Returns `false` (and records nothing) when
+/// it does not fit.
+pub async fn create_within_quota(
+    conn: &mut AsyncPgConnection,
+    meta: &FileMeta,
+    quota: UploadQuota,
+) -> StoreResult<bool> {
+    use diesel_async::AsyncConnection as _;
+    conn.transaction::<bool, crate::StoreError, _>(async |conn| {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('upload-quota:' || $1::text, 0))")
+            .bind::<diesel::sql_types::Uuid, _>(meta.uploader_id.as_uuid())
+            .execute(conn)
+            .await?;
+        let left = quota_left(conn, meta.uploader_id, quota).await?;
+        if meta.size as u64 > left {
+            return Ok(false);
+        }
+        create(conn, meta).await?;
+        Ok(true)
+    })
+    .await
+}
+
+/// Records what the thumbnail worker learned. Returns `false` when the file is gone (deleted
+/// meanwhile), so the caller removes the thumbnail it stored.
+pub async fn set_image(conn: &mut AsyncPgConnection, id: FileId, image: ImageInfo) -> StoreResult<bool> {
+    let updated = diesel::update(files::table.find(id.as_uuid()))
+        .set((
+            files::width.eq(image.width as i32),
+            files::height.eq(image.height as i32),
+            files::has_thumbnail.eq(image.thumbnail),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(updated > 0)
+}
+
+/// Which of `ids` have a row, for the janitor's sweep of stored objects.
+pub async fn existing(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> StoreResult<Vec<Uuid>> {
+    Ok(files::table.filter(files::id.eq_any(ids)).select(files::id).load(conn).await?)
 }
 
 pub async fn create(conn: &mut AsyncPgConnection, meta: &FileMeta) -> StoreResult<()> {
@@ -50,6 +138,9 @@ pub async fn create(conn: &mut AsyncPgConnection, meta: &FileMeta) -> StoreResul
             size: meta.size,
             sha256: meta.sha256.clone(),
             created_at: meta.created_at,
+            width: meta.image.map(|i| i.width as i32),
+            height: meta.image.map(|i| i.height as i32),
+            has_thumbnail: meta.image.is_some_and(|i| i.thumbnail),
         })
         .execute(conn)
         .await?;

@@ -112,6 +112,9 @@ diesel::table! {
         size -> Int8,
         sha256 -> Text,
         created_at -> Timestamptz,
+        width -> Nullable<Int4>,
+        height -> Nullable<Int4>,
+        has_thumbnail -> Bool,
     }
 }
 
