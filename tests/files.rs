@@ -393,7 +393,7 @@ async fn deleting_a_file_while_it_is_attached_fails_only_that_post() {
     }
 }
 
-// ---- API.md section 13: files at scale -------------------------------------------------
+// ---- docs/api.md section 13: files at scale -------------------------------------------------
 
 /// `bytes` of length `len`, different at every offset, so a misplaced range shows.
 fn pattern(len: usize) -> Vec<u8> {

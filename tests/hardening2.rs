@@ -1,4 +1,4 @@
-//! Issue 18, round two: text PostgreSQL cannot store (API.md section 1: bad input is a 4xx,
+//! Issue 18, round two: text PostgreSQL cannot store (docs/api.md section 1: bad input is a 4xx,
 //! never a 500), lookalike and invisible names (section 2), and who may read `/metrics`
 //! (section 8).
 

@@ -1,4 +1,4 @@
-//! The web client (API.md section 14) in a real headless Chromium: two people chat live,
+//! The web client (docs/api.md section 14) in a real headless Chromium: two people chat live,
 //! one of them rides out a server restart and an outage without losing or doubling a
 //! message, an image upload shows its preview, threads, reactions and search work.
 //!

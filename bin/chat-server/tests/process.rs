@@ -234,7 +234,7 @@ async fn a_large_upload_keeps_server_memory_flat() {
     a_large_upload_keeps_memory_flat_with(&[]).await;
 }
 
-/// The same through a multipart upload to a real S3-compatible server (API.md section 13):
+/// The same through a multipart upload to a real S3-compatible server (docs/api.md section 13):
 /// at most one part of the upload is in the server's memory at a time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_upload_to_s3_keeps_server_memory_flat() {

@@ -106,3 +106,22 @@ pub async fn run_migrations(url: &str) -> StoreResult<()> {
     .await
     .map_err(|e| StoreError::Unavailable(format!("migration task failed: {e}")))?
 }
+
+#[cfg(test)]
+mod tests {
+    /// diesel names a migration by the part of its folder before the first `_`: two folders
+    /// with one version would run only one of them (branches merged on the same day did).
+    #[test]
+    fn every_migration_has_a_version_of_its_own() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+        let mut seen = std::collections::HashMap::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let version = name.split('_').next().unwrap().to_owned();
+            if let Some(other) = seen.insert(version.clone(), name.clone()) {
+                panic!("{name} and {other} share the version {version}");
+            }
+        }
+        assert!(seen.len() >= 5);
+    }
+}

@@ -113,6 +113,21 @@ pub async fn append(
     Ok(events)
 }
 
+/// Appends one event, or none when the change changed nothing (`body` is `None`), as the
+/// result of a change that returns no value.
+pub async fn append_one(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    last_seq: i64,
+    body: Option<EventBody>,
+) -> StoreResult<domain::Committed<()>> {
+    let events = match body {
+        Some(body) => append(conn, channel_id, last_seq, vec![body]).await?,
+        None => Vec::new(),
+    };
+    Ok(domain::Committed::new((), events))
+}
+
 /// Events of `channel_id` with seq in `(after_seq, up_to]`, in order, at most `limit`.
 pub async fn range(
     conn: &mut AsyncPgConnection,

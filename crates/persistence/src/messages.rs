@@ -285,14 +285,8 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: MessageId, by: UserId) -> 
             .execute(conn)
             .await?;
         diesel::delete(reactions::table.filter(reactions::message_id.eq(id.as_uuid()))).execute(conn).await?;
-        events::append(
-            conn,
-            channel_id,
-            last_seq,
-            vec![EventBody::MessageDeleted { message_id: id, parent_id: parent_id.map(MessageId::from_uuid) }],
-        )
-        .await
-        .map(|events| Committed::new((), events))
+        let deleted = EventBody::MessageDeleted { message_id: id, parent_id: parent_id.map(MessageId::from_uuid) };
+        events::append_one(conn, channel_id, last_seq, Some(deleted)).await
     })
     .await
 }
@@ -342,17 +336,8 @@ pub async fn react(
             .on_conflict_do_nothing()
             .execute(conn)
             .await?;
-        if inserted == 0 {
-            return Ok(Committed::new((), Vec::new()));
-        }
-        events::append(
-            conn,
-            channel_id,
-            last_seq,
-            vec![EventBody::ReactionAdded { message_id: id, emoji: emoji.clone(), user: user.clone() }],
-        )
-        .await
-        .map(|events| Committed::new((), events))
+        let added = EventBody::ReactionAdded { message_id: id, emoji: emoji.clone(), user: user.clone() };
+        events::append_one(conn, channel_id, last_seq, (inserted > 0).then_some(added)).await
     })
     .await
 }
@@ -375,17 +360,8 @@ pub async fn unreact(
         )
         .execute(conn)
         .await?;
-        if removed == 0 {
-            return Ok(Committed::new((), Vec::new()));
-        }
-        events::append(
-            conn,
-            channel_id,
-            last_seq,
-            vec![EventBody::ReactionRemoved { message_id: id, emoji: emoji.clone(), user: user.clone() }],
-        )
-        .await
-        .map(|events| Committed::new((), events))
+        let removed_event = EventBody::ReactionRemoved { message_id: id, emoji: emoji.clone(), user: user.clone() };
+        events::append_one(conn, channel_id, last_seq, (removed > 0).then_some(removed_event)).await
     })
     .await
 }

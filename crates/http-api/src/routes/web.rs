@@ -1,4 +1,4 @@
-//! The web client (API.md section 14): `GET /` serves the chat app and `GET /app/{file}`
+//! The web client (docs/api.md section 14): `GET /` serves the chat app and `GET /app/{file}`
 //! its scripts, styles and icons, all embedded in the binary from `crates/http-api/web/`.
 //!
 //! In debug builds `rust-embed` (with `debug-embed` off) reads the files from disk at each
