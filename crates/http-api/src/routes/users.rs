@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::auth::{Problems, TokenResponse};
+use super::auth::Problems;
 use crate::dto::{Page, UserDto};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AuthUser, JsonBody};
@@ -48,8 +48,15 @@ pub struct UpdateMeRequest {
 pub struct UpdatedAccount {
     #[serde(flatten)]
     pub user: UserDto,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub token: Option<TokenResponse>,
+    /// After a password change only: a fresh access token (every older one is revoked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// `bearer`, with `access_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+    /// Seconds until `access_token` expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<i64>,
 }
 
 /// Change display name, email or password (the last two need `current_password`). A
@@ -115,7 +122,12 @@ pub async fn update_me(
     } else {
         None
     };
-    Ok(web::Json(UpdatedAccount { user: UserDto::own(&user, state.hub.presence().is_online(user.id)), token }))
+    Ok(web::Json(UpdatedAccount {
+        user: UserDto::own(&user, state.hub.presence().is_online(user.id)),
+        token_type: token.as_ref().map(|t| t.token_type),
+        expires_in: token.as_ref().map(|t| t.expires_in),
+        access_token: token.map(|t| t.access_token),
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
