@@ -11,16 +11,10 @@ use blackbox_tests::TestApp;
 use blackbox_tests::ws::WsClient;
 use serde_json::{Value, json};
 
-async fn connect(app: &TestApp, token: &str) -> WsClient {
-    let mut ws = WsClient::connect(&app.ws_url(&format!("/api/ws?token={token}"))).await.unwrap();
-    assert_eq!(ws.next_json().await["type"], "ready");
-    ws
-}
-
 /// Connects and sends a first frame at once, as a resuming client does, so live events are
 /// not held back for the resume grace period.
 async fn connect_live(app: &TestApp, token: &str) -> WsClient {
-    let mut ws = connect(app, token).await;
+    let mut ws = app.connect(token).await;
     ws.send_json(&json!({"type": "ping"})).await;
     ws
 }
@@ -30,14 +24,6 @@ async fn channel(app: &TestApp, token: &str, name: &str) -> String {
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-async fn post(app: &TestApp, token: &str, channel: &str, content: &str) -> Value {
-    app.client
-        .post("/api/chat/messages", Some(token), &json!({"content": content, "channel_id": channel}))
-        .await
-        .assert_status(201)
-        .clone()
 }
 
 /// Waits for the close frame and says how long it took.
@@ -77,8 +63,8 @@ async fn logout_closes_that_tokens_sockets_with_4001_and_only_those() {
         .unwrap()
         .to_owned();
     let general = channel(&app, &first, "general").await;
-    let mut revoked = connect(&app, &first).await;
-    let mut other = connect(&app, &second).await;
+    let mut revoked = app.connect(&first).await;
+    let mut other = app.connect(&second).await;
 
     app.client.post_empty("/api/auth/logout", Some(&first)).await.assert_status(204);
     let (code, took) = closed_within(&mut revoked).await;
@@ -86,7 +72,7 @@ async fn logout_closes_that_tokens_sockets_with_4001_and_only_those() {
     assert!(took < Duration::from_secs(1), "closed after {took:?}");
 
     // The other token's socket lives on and still gets the channel.
-    let sent = post(&app, &second, &general, "still here").await;
+    let sent = app.post_message(&second, &general, "still here").await;
     assert_eq!(other.next_of("message").await["data"]["id"], sent["id"]);
     app.client.get("/api/users/me", Some(&first)).await.assert_error(401, "token_revoked");
     assert!(WsClient::connect(&app.ws_url(&format!("/api/ws?token={first}"))).await.is_err());
@@ -113,7 +99,7 @@ async fn a_socket_closes_with_4001_when_its_token_expires() {
         .issue_at(&user, time::OffsetDateTime::now_utc() - time::Duration::minutes(30) + time::Duration::seconds(2))
         .unwrap()
         .access_token;
-    let mut ws = connect(&app, &short).await;
+    let mut ws = app.connect(&short).await;
     let (code, took) = closed_within(&mut ws).await;
     assert_eq!(code, Some(4001));
     assert!(took < Duration::from_secs(4), "closed after {took:?}");
@@ -123,7 +109,7 @@ async fn a_socket_closes_with_4001_when_its_token_expires() {
 async fn a_password_change_revokes_every_older_token_and_hands_back_a_fresh_one() {
     let app = TestApp::spawn().await;
     let old = app.user("alice").await;
-    let mut old_socket = connect(&app, &old).await;
+    let mut old_socket = app.connect(&old).await;
     let reply = app
         .client
         .patch("/api/users/me", Some(&old), &json!({"password": "brand-new-pass", "current_password": "secretpass"}))
@@ -136,7 +122,7 @@ async fn a_password_change_revokes_every_older_token_and_hands_back_a_fresh_one(
     assert!(took < Duration::from_secs(1), "closed after {took:?}");
     app.client.get("/api/users/me", Some(&old)).await.assert_error(401, "token_revoked");
     app.client.get("/api/users/me", Some(&fresh)).await.assert_status(200);
-    let mut fresh_socket = connect(&app, &fresh).await;
+    let mut fresh_socket = app.connect(&fresh).await;
     fresh_socket.send_json(&json!({"type": "ping"})).await;
     assert_eq!(fresh_socket.next_of("pong").await["type"], "pong");
 }
@@ -151,17 +137,17 @@ async fn a_banned_member_gets_the_ban_at_its_seq_and_nothing_of_the_channel_afte
     for id in [&general, &side] {
         app.client.post_empty(&format!("/api/channels/{id}/join"), Some(&bob)).await.assert_status(200);
     }
-    let mut ws = connect(&app, &bob).await;
+    let mut ws = app.connect(&bob).await;
 
     app.client
         .post_empty(&format!("/api/channels/{general}/ban-by-username/bob"), Some(&alice))
         .await
         .assert_status(200);
     for i in 0..3 {
-        post(&app, &alice, &general, &format!("after the ban {i}")).await;
+        app.post_message(&alice, &general, &format!("after the ban {i}")).await;
     }
     // Posted after the others, on the same node: when it arrives, they would have.
-    let sentinel = post(&app, &alice, &side, "sentinel").await;
+    let sentinel = app.post_message(&alice, &side, "sentinel").await;
     let frames = frames_until(&mut ws, |f| f["data"]["id"] == sentinel["id"]).await;
     let seen = of_channel(&frames, &general);
     assert_eq!(seen.len(), 1, "only the ban: {seen:?}");
@@ -188,11 +174,11 @@ async fn a_join_reaches_the_joiners_open_socket_and_the_messages_after_it() {
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let general = channel(&app, &alice, "general").await;
-    let mut ws = connect(&app, &bob).await;
+    let mut ws = app.connect(&bob).await;
     app.client.post_empty(&format!("/api/channels/{general}/join"), Some(&bob)).await.assert_status(200);
     let joined = ws.next_of("member_joined").await;
     assert_eq!(joined["data"]["user"]["username"], "bob");
-    let sent = post(&app, &alice, &general, "welcome").await;
+    let sent = app.post_message(&alice, &general, "welcome").await;
     let got = ws.next_of("message").await;
     assert_eq!(got["data"]["id"], sent["id"]);
     assert_eq!(got["data"]["seq"].as_i64().unwrap(), joined["data"]["seq"].as_i64().unwrap() + 1);
@@ -218,9 +204,9 @@ async fn reconnecting_while_being_banned_never_leaks_an_event_after_the_ban() {
         let (ws, banned) = tokio::join!(connect_live(&app, &bob), app.client.post_empty(&ban, Some(&alice)));
         banned.assert_status(200);
         let mut ws = ws;
-        let after = post(&app, &alice, &general, &format!("round {round}")).await;
+        let after = app.post_message(&alice, &general, &format!("round {round}")).await;
         let ban_seq = after["seq"].as_i64().unwrap() - 1;
-        let sentinel = post(&app, &alice, &side, &format!("sentinel {round}")).await;
+        let sentinel = app.post_message(&alice, &side, &format!("sentinel {round}")).await;
         let frames = frames_until(&mut ws, |f| f["data"]["id"] == sentinel["id"]).await;
         for frame in of_channel(&frames, &general) {
             assert!(frame["data"]["seq"].as_i64().unwrap() <= ban_seq, "round {round}: leaked {frame}");
@@ -247,7 +233,7 @@ async fn a_join_racing_a_connect_still_delivers_the_next_message() {
         let (ws, joined) = tokio::join!(connect_live(&app, &carol), app.client.post_empty(&join, Some(&carol)));
         joined.assert_status(200);
         let mut ws = ws;
-        let sent = post(&app, &alice, &id, "hello").await;
+        let sent = app.post_message(&alice, &id, "hello").await;
         let frames = frames_until(&mut ws, |f| f["data"]["id"] == sent["id"]).await;
         assert!(frames.iter().all(|f| f["data"]["channel_id"] == id || f["data"]["channel_id"].is_null()));
     }
@@ -260,10 +246,10 @@ async fn a_reconnecting_client_learns_that_its_channel_was_deleted() {
     let bob = app.user("bob").await;
     let general = channel(&app, &alice, "general").await;
     app.client.post_empty(&format!("/api/channels/{general}/join"), Some(&bob)).await.assert_status(200);
-    let last = post(&app, &alice, &general, "before").await["seq"].as_i64().unwrap();
+    let last = app.post_message(&alice, &general, "before").await["seq"].as_i64().unwrap();
     app.client.delete(&format!("/api/channels/{general}"), Some(&alice)).await.assert_status(204);
 
-    let mut ws = connect(&app, &bob).await;
+    let mut ws = app.connect(&bob).await;
     ws.send_json(&json!({"type": "resume", "data": {"channels": {general.clone(): last}}})).await;
     let deleted = ws.next_json().await;
     assert_eq!(deleted["type"], "channel_deleted", "{deleted}");
@@ -286,7 +272,7 @@ async fn deleting_a_file_updates_the_messages_that_showed_it() {
         .await
         .assert_status(201)
         .clone();
-    let mut ws = connect(&app, &alice).await;
+    let mut ws = app.connect(&alice).await;
     app.client.delete(&format!("/api/files/{}", file.as_str().unwrap()), Some(&alice)).await.assert_status(204);
     let updated = ws.next_of("message_updated").await;
     assert_eq!(updated["data"]["message"]["id"], sent["id"]);
@@ -298,7 +284,7 @@ async fn deleting_a_file_updates_the_messages_that_showed_it() {
 async fn a_client_over_the_frame_rate_is_closed_after_twenty_refusals() {
     let app = TestApp::spawn_with(|s| s.rate_limit_writes_per_second = 1).await;
     let alice = app.user("alice").await;
-    let mut ws = connect(&app, &alice).await;
+    let mut ws = app.connect(&alice).await;
     for _ in 0..40 {
         ws.send_json(&json!({"type": "ping"})).await;
     }

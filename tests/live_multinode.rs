@@ -68,20 +68,6 @@ fn redis(url: String, namespace: &str) -> impl FnOnce(&mut http_api::Settings) {
     }
 }
 
-async fn connect(app: &TestApp, token: &str) -> WsClient {
-    let mut ws = WsClient::connect(&app.ws_url(&format!("/api/ws?token={token}"))).await.unwrap();
-    assert_eq!(ws.next_json().await["type"], "ready");
-    ws
-}
-
-async fn post(app: &TestApp, token: &str, channel: &str, content: &str) -> Value {
-    app.client
-        .post("/api/chat/messages", Some(token), &json!({"content": content, "channel_id": channel}))
-        .await
-        .assert_status(201)
-        .clone()
-}
-
 /// Alice on node a owns `general`; Bob, on node b, joined it.
 async fn alice_and_bob(a: &TestApp, b: &TestApp) -> (String, String, String) {
     let alice = a.user("alice").await;
@@ -120,7 +106,7 @@ async fn logout_on_one_node_closes_the_socket_on_the_other_within_a_second() {
     let a = TestApp::spawn_with(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
     let b = a.spawn_sibling(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
     let token = a.user("alice").await;
-    let mut on_b = connect(&b, &token).await;
+    let mut on_b = b.connect(&token).await;
     a.client.post_empty("/api/auth/logout", Some(&token)).await.assert_status(204);
     let started = Instant::now();
     assert_eq!(on_b.close_code().await, Some(4001));
@@ -140,11 +126,11 @@ async fn a_ban_on_one_node_reaches_the_banned_socket_on_the_other_at_its_seq() {
         .unwrap()
         .to_owned();
     b.client.post_empty(&format!("/api/channels/{side}/join"), Some(&bob)).await.assert_status(200);
-    let mut bob_on_b = connect(&b, &bob).await;
+    let mut bob_on_b = b.connect(&bob).await;
 
     a.client.post_empty(&format!("/api/channels/{general}/ban-by-username/bob"), Some(&alice)).await.assert_status(200);
-    let after = post(&a, &alice, &general, "after the ban").await;
-    let sentinel = post(&a, &alice, &side, "sentinel").await;
+    let after = a.post_message(&alice, &general, "after the ban").await;
+    let sentinel = a.post_message(&alice, &side, "sentinel").await;
     let mut general_frames = Vec::new();
     loop {
         let frame = bob_on_b.next_json().await;
@@ -169,15 +155,15 @@ async fn redis_killed_and_restarted_in_a_quiet_channel_loses_nothing() {
     let a = TestApp::spawn_with(redis(own.url(), &namespace)).await;
     let b = a.spawn_sibling(redis(own.url(), &namespace)).await;
     let (alice, bob, general) = alice_and_bob(&a, &b).await;
-    let mut alice_on_a = connect(&a, &alice).await;
-    let first = post(&b, &bob, &general, "before").await;
+    let mut alice_on_a = a.connect(&alice).await;
+    let first = b.post_message(&bob, &general, "before").await;
     assert_eq!(messages_within(&mut alice_on_a, 1, Duration::from_secs(5)).await[0]["id"], first["id"]);
     assert_eq!(gauge(&a, "redis_connected").await, Some(1.0));
 
     own.kill();
     let mut during = Vec::new();
     for i in 0..3 {
-        during.push(post(&b, &bob, &general, &format!("during {i}")).await["id"].clone());
+        during.push(b.post_message(&bob, &general, &format!("during {i}")).await["id"].clone());
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while gauge(&a, "redis_connected").await != Some(0.0) {
@@ -202,14 +188,14 @@ async fn a_short_blip_loses_nothing() {
     let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
     let b = a.spawn_sibling(redis(proxy.url(), &namespace)).await;
     let (alice, bob, general) = alice_and_bob(&a, &b).await;
-    let mut alice_on_a = connect(&a, &alice).await;
-    let first = post(&b, &bob, &general, "before").await;
+    let mut alice_on_a = a.connect(&alice).await;
+    let first = b.post_message(&bob, &general, "before").await;
     assert_eq!(messages_within(&mut alice_on_a, 1, Duration::from_secs(5)).await[0]["id"], first["id"]);
 
     proxy.cut();
     tokio::time::sleep(Duration::from_millis(300)).await;
     proxy.restore();
-    let after = post(&b, &bob, &general, "the first after the blip").await;
+    let after = b.post_message(&bob, &general, "the first after the blip").await;
     let got = messages_within(&mut alice_on_a, 1, Duration::from_secs(2)).await;
     assert_eq!(got.first().map(|m| m["id"].clone()), Some(after["id"].clone()), "lost the first post after a blip");
 }

@@ -42,12 +42,6 @@ async fn alice_on_a_and_bob_on_b(a: &TestApp, b: &TestApp) -> (String, String, S
     (alice, bob, channel)
 }
 
-async fn connect(app: &TestApp, token: &str) -> WsClient {
-    let mut ws = WsClient::connect(&app.ws_url(&format!("/api/ws?token={token}"))).await.unwrap();
-    assert_eq!(ws.next_json().await["type"], "ready");
-    ws
-}
-
 async fn messages(ws: &mut WsClient, n: usize) -> Vec<Value> {
     let mut out = Vec::new();
     while out.len() < n {
@@ -57,14 +51,6 @@ async fn messages(ws: &mut WsClient, n: usize) -> Vec<Value> {
         }
     }
     out
-}
-
-async fn post(app: &TestApp, token: &str, channel: &str, content: &str) -> Value {
-    app.client
-        .post("/api/chat/messages", Some(token), &json!({"content": content, "channel_id": channel}))
-        .await
-        .assert_status(201)
-        .clone()
 }
 
 /// Polls until `check` holds, for at most ten seconds.
@@ -81,11 +67,11 @@ async fn a_message_posted_on_one_node_reaches_clients_of_the_other_in_order() {
     let (a, b, _proxy) = two_nodes().await;
     let (alice, bob, channel) = alice_on_a_and_bob_on_b(&a, &b).await;
 
-    let mut alice_on_a = connect(&a, &alice).await;
-    let mut bob_on_b = connect(&b, &bob).await;
+    let mut alice_on_a = a.connect(&alice).await;
+    let mut bob_on_b = b.connect(&bob).await;
     let mut sent = Vec::new();
     for i in 0..50 {
-        sent.push(post(&b, &bob, &channel, &format!("from b {i}")).await["id"].clone());
+        sent.push(b.post_message(&bob, &channel, &format!("from b {i}")).await["id"].clone());
     }
     for ws in [&mut alice_on_a, &mut bob_on_b] {
         let got = messages(ws, 50).await;
@@ -114,18 +100,18 @@ async fn losing_and_restoring_a_nodes_redis_link_loses_nothing() {
     let (a, b, proxy) = two_nodes().await;
     let (alice, bob, channel) = alice_on_a_and_bob_on_b(&a, &b).await;
 
-    let mut live = connect(&a, &alice).await;
-    let before = post(&b, &bob, &channel, "before the cut").await;
+    let mut live = a.connect(&alice).await;
+    let before = b.post_message(&bob, &channel, "before the cut").await;
     let first = messages(&mut live, 1).await;
     assert_eq!(first[0]["id"], before["id"]);
-    let mut resumer = connect(&a, &alice).await;
+    let mut resumer = a.connect(&alice).await;
     let last_seq = first[0]["seq"].as_i64().unwrap();
     drop(resumer);
 
     proxy.cut();
     let mut during = Vec::new();
     for i in 0..20 {
-        during.push(post(&b, &bob, &channel, &format!("during {i}")).await["id"].clone());
+        during.push(b.post_message(&bob, &channel, &format!("during {i}")).await["id"].clone());
     }
     proxy.restore();
     // Node b reconnects on its next publish; keep posting until one gets through.
@@ -133,7 +119,7 @@ async fn losing_and_restoring_a_nodes_redis_link_loses_nothing() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut all: Vec<Value> = during.clone();
     loop {
-        let id = post(&b, &bob, &channel, "after").await["id"].clone();
+        let id = b.post_message(&bob, &channel, "after").await["id"].clone();
         after.push(id.clone());
         all.push(id);
         if let Some(frame) = live.next_json_within(Duration::from_millis(300)).await {
@@ -152,7 +138,7 @@ async fn losing_and_restoring_a_nodes_redis_link_loses_nothing() {
     }
 
     // A client that was away resumes from the log and gets exactly what it missed.
-    resumer = connect(&a, &alice).await;
+    resumer = a.connect(&alice).await;
     resumer.send_json(&json!({"type": "resume", "data": {"channels": {channel.clone(): last_seq}}})).await;
     let replayed = messages(&mut resumer, all.len()).await;
     assert_eq!(replayed.iter().map(|m| m["id"].clone()).collect::<Vec<_>>(), all);

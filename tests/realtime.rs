@@ -19,19 +19,6 @@ async fn channel(app: &TestApp, owner: &str, name: &str, members: &[&str]) -> St
     id
 }
 
-async fn connect(app: &TestApp, token: &str) -> WsClient {
-    let mut ws = WsClient::connect(&app.ws_url(&format!("/api/ws?token={token}"))).await.unwrap();
-    let ready = ws.next_json().await;
-    assert_eq!(ready["type"], "ready", "{ready}");
-    ws
-}
-
-async fn post(app: &TestApp, token: &str, channel: &str, content: &str) -> Value {
-    let reply =
-        app.client.post("/api/chat/messages", Some(token), &json!({"content": content, "channel_id": channel})).await;
-    reply.assert_status(201).clone()
-}
-
 /// Collects `n` message frames of `channel`, skipping other types.
 async fn messages(ws: &mut WsClient, channel: &str, n: usize) -> Vec<Value> {
     let mut out = Vec::new();
@@ -65,7 +52,7 @@ async fn seed_websocket_example_receives_messages_as_shown() {
     assert_eq!(listed["id"], general.as_str());
     let last_seq = listed["last_seq"].as_i64().unwrap();
 
-    let sent = post(&app, &token, &general, "Hello, world!").await;
+    let sent = app.post_message(&token, &general, "Hello, world!").await;
     let frame = ws.next_of("message").await;
     assert_eq!(frame["type"], "message");
     let data = &frame["data"];
@@ -102,12 +89,12 @@ async fn delivery_reaches_every_member_connection_and_no_one_else() {
     let bob = app.user("bob").await;
     let eve = app.user("eve").await;
     let general = channel(&app, &alice, "general", &[&bob]).await;
-    let mut alice_tab1 = connect(&app, &alice).await;
-    let mut alice_tab2 = connect(&app, &alice).await;
-    let mut bob_ws = connect(&app, &bob).await;
-    let mut eve_ws = connect(&app, &eve).await;
+    let mut alice_tab1 = app.connect(&alice).await;
+    let mut alice_tab2 = app.connect(&alice).await;
+    let mut bob_ws = app.connect(&bob).await;
+    let mut eve_ws = app.connect(&eve).await;
 
-    let sent = post(&app, &alice, &general, "to the members").await;
+    let sent = app.post_message(&alice, &general, "to the members").await;
     for ws in [&mut alice_tab1, &mut alice_tab2, &mut bob_ws] {
         assert_eq!(messages(ws, &general, 1).await[0]["id"], sent["id"]);
     }
@@ -123,7 +110,7 @@ async fn concurrent_posts_arrive_everywhere_in_seq_order_without_gaps() {
     let general = channel(&app, &tokens[0], "general", &[&tokens[1], &tokens[2], &tokens[3]]).await;
     let mut sockets = Vec::new();
     for token in &tokens {
-        sockets.push(connect(&app, token).await);
+        sockets.push(app.connect(token).await);
     }
     let mut senders = Vec::new();
     for token in tokens.clone() {
@@ -158,8 +145,8 @@ async fn resume_replays_exactly_what_was_missed_then_continues_live() {
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let general = channel(&app, &alice, "general", &[&bob]).await;
-    let mut ws = connect(&app, &bob).await;
-    let first = post(&app, &alice, &general, "before").await;
+    let mut ws = app.connect(&bob).await;
+    let first = app.post_message(&alice, &general, "before").await;
     let seen = messages(&mut ws, &general, 1).await;
     let last_seq = seen[0]["seq"].as_i64().unwrap();
     assert_eq!(seen[0]["id"], first["id"]);
@@ -167,13 +154,13 @@ async fn resume_replays_exactly_what_was_missed_then_continues_live() {
 
     let mut missed = Vec::new();
     for i in 0..20 {
-        missed.push(post(&app, &alice, &general, &format!("missed {i}")).await["id"].clone());
+        missed.push(app.post_message(&alice, &general, &format!("missed {i}")).await["id"].clone());
     }
-    let mut ws = connect(&app, &bob).await;
+    let mut ws = app.connect(&bob).await;
     ws.send_json(&json!({"type": "resume", "data": {"channels": {general.clone(): last_seq}}})).await;
     let replayed = messages(&mut ws, &general, 20).await;
     assert_eq!(replayed.iter().map(|m| m["id"].clone()).collect::<Vec<_>>(), missed);
-    let live = post(&app, &alice, &general, "live").await;
+    let live = app.post_message(&alice, &general, "live").await;
     let next = messages(&mut ws, &general, 1).await;
     assert_eq!(next[0]["id"], live["id"], "nothing doubled, nothing lost");
     assert_eq!(next[0]["seq"], replayed[19]["seq"].as_i64().unwrap() + 1);
@@ -184,13 +171,13 @@ async fn resume_beyond_the_log_asks_for_a_resync() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
     let general = channel(&app, &alice, "general", &[]).await;
-    post(&app, &alice, &general, "one").await;
+    app.post_message(&alice, &general, "one").await;
     {
         use diesel_async::RunQueryDsl as _;
         let mut conn = app.db().await;
         diesel::sql_query("DELETE FROM channel_events").execute(&mut conn).await.unwrap();
     }
-    let mut ws = connect(&app, &alice).await;
+    let mut ws = app.connect(&alice).await;
     ws.send_json(&json!({"type": "resume", "data": {"channels": {general.clone(): 0}}})).await;
     let frame = ws.next_json().await;
     assert_eq!(frame, json!({"type": "resync_required", "data": {"channel_id": general}}));
@@ -202,8 +189,8 @@ async fn a_ban_stops_delivery_at_once_with_member_banned() {
     let owner = app.user("owner").await;
     let eve = app.user("eve").await;
     let general = channel(&app, &owner, "general", &[&eve]).await;
-    let mut eve_ws = connect(&app, &eve).await;
-    let mut owner_ws = connect(&app, &owner).await;
+    let mut eve_ws = app.connect(&eve).await;
+    let mut owner_ws = app.connect(&owner).await;
     app.client
         .post_empty(&format!("/api/channels/{general}/ban-by-username/eve"), Some(&owner))
         .await
@@ -212,7 +199,7 @@ async fn a_ban_stops_delivery_at_once_with_member_banned() {
     assert_eq!(banned["data"]["user"]["username"], "eve");
     assert_eq!(banned["data"]["channel_id"], general.as_str());
     assert_eq!(owner_ws.next_of("member_banned").await["data"]["seq"], banned["data"]["seq"]);
-    post(&app, &owner, &general, "after the ban").await;
+    app.post_message(&owner, &general, "after the ban").await;
     messages(&mut owner_ws, &general, 1).await;
     let leaked = eve_ws.next_json_within(Duration::from_millis(500)).await;
     assert!(leaked.is_none(), "eve still received {leaked:?}");
@@ -227,7 +214,7 @@ async fn messages_sent_over_the_socket_are_acked_and_idempotent() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
     let general = channel(&app, &alice, "general", &[]).await;
-    let mut ws = connect(&app, &alice).await;
+    let mut ws = app.connect(&alice).await;
     let frame =
         json!({"type": "message", "data": {"channel_id": general, "content": "over the socket", "nonce": "n-1"}});
     ws.send_json(&frame).await;
@@ -261,7 +248,7 @@ async fn messages_sent_over_the_socket_are_acked_and_idempotent() {
 async fn bad_frames_get_errors_and_the_connection_stays() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
-    let mut ws = connect(&app, &alice).await;
+    let mut ws = app.connect(&alice).await;
     for garbage in ["not json", r#"{"type":"dance"}"#, r#"{"type":"typing","data":{}}"#, "{}"] {
         ws.socket.send(Message::Text(garbage.into())).await.unwrap();
         let frame = ws.next_json().await;
@@ -276,11 +263,11 @@ async fn bad_frames_get_errors_and_the_connection_stays() {
 async fn oversized_frames_close_with_1009_and_garbage_floods_with_1008() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
-    let mut ws = connect(&app, &alice).await;
+    let mut ws = app.connect(&alice).await;
     ws.socket.send(Message::Text("x".repeat(70 * 1024).into())).await.unwrap();
     assert_eq!(ws.close_code().await, Some(1009));
 
-    let mut ws = connect(&app, &alice).await;
+    let mut ws = app.connect(&alice).await;
     for _ in 0..50 {
         if ws.socket.send(Message::Text("garbage".into())).await.is_err() {
             break;
@@ -295,10 +282,10 @@ async fn typing_and_presence_reach_channel_members() {
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let general = channel(&app, &alice, "general", &[&bob]).await;
-    let mut alice_ws = connect(&app, &alice).await;
+    let mut alice_ws = app.connect(&alice).await;
     let me = app.client.get("/api/users/alice", Some(&bob)).await;
     assert_eq!(me.body["online"], true);
-    let bob_ws = connect(&app, &bob).await;
+    let bob_ws = app.connect(&bob).await;
     let presence = alice_ws.next_of("presence").await;
     assert_eq!(presence["data"]["username"], "bob");
     assert_eq!(presence["data"]["online"], true);
@@ -321,8 +308,8 @@ async fn a_stalled_reader_is_closed_with_4008_and_others_keep_receiving() {
     let alice = app.user("alice").await;
     let stalled = app.user("stalled").await;
     let general = channel(&app, &alice, "general", &[&stalled]).await;
-    let mut reader = connect(&app, &alice).await;
-    let mut stalled_ws = connect(&app, &stalled).await;
+    let mut reader = app.connect(&alice).await;
+    let mut stalled_ws = app.connect(&stalled).await;
 
     let big = "x".repeat(3900);
     let total = 1500;
@@ -355,7 +342,7 @@ async fn a_stalled_reader_is_closed_with_4008_and_others_keep_receiving() {
 async fn shutdown_closes_websockets_with_1001() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
-    let mut ws = connect(&app, &alice).await;
+    let mut ws = app.connect(&alice).await;
     let stopping = app.stop();
     let (code, ()) = tokio::join!(ws.close_code(), stopping);
     assert_eq!(code, Some(1001));
@@ -371,7 +358,7 @@ async fn resume_right_after_ready_keeps_order_while_messages_flow() {
     let general = channel(&app, &alice, "general", &[&bob]).await;
     let mut first_seq = 0;
     for i in 0..5 {
-        let sent = post(&app, &alice, &general, &format!("old {i}")).await;
+        let sent = app.post_message(&alice, &general, &format!("old {i}")).await;
         if i == 0 {
             first_seq = sent["seq"].as_i64().unwrap();
         }
@@ -389,7 +376,7 @@ async fn resume_right_after_ready_keeps_order_while_messages_flow() {
             assert_eq!(reply.status.as_u16(), 201);
         }
     });
-    let mut ws = connect(&app, &bob).await;
+    let mut ws = app.connect(&bob).await;
     ws.send_json(&json!({"type": "resume", "data": {"channels": {general.clone(): first_seq - 1}}})).await;
     poster.await.unwrap();
     let received = messages(&mut ws, &general, 35).await;

@@ -266,6 +266,23 @@ impl TestApp {
         format!("ws://127.0.0.1:{}{path}", self.port)
     }
 
+    /// Opens `/api/ws` with `token` and reads its `ready` frame.
+    pub async fn connect(&self, token: &str) -> ws::WsClient {
+        let mut socket = ws::WsClient::connect(&self.ws_url(&format!("/api/ws?token={token}"))).await.unwrap();
+        let ready = socket.next_json().await;
+        assert_eq!(ready["type"], "ready", "{ready}");
+        socket
+    }
+
+    /// Posts `content` to `channel` as the token's user, expecting 201; returns the message.
+    pub async fn post_message(&self, token: &str, channel: &str, content: &str) -> serde_json::Value {
+        self.client
+            .post("/api/chat/messages", Some(token), &serde_json::json!({"content": content, "channel_id": channel}))
+            .await
+            .assert_status(201)
+            .clone()
+    }
+
     /// Registers `username` (password `secretpass`, email `<username>@example.com`) and
     /// returns its access token.
     pub async fn user(&self, username: &str) -> String {
