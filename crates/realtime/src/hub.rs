@@ -380,7 +380,11 @@ impl Hub {
                         // Its subscribers had it (or filled it from the log); a membership
                         // change still goes to its subject, whose connections may not
                         // subscribe yet.
-                        Sequenced::Late(event) => self.to_subject(state, &Delivery::of(&event), &mut slow),
+                        Sequenced::Late(event) => {
+                            if event.membership().and_then(MembershipChange::subject).is_some() {
+                                self.to_subject(state, &Delivery::of(&event), &mut slow);
+                            }
+                        }
                         Sequenced::Held => {}
                     }
                 }
