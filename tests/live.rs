@@ -371,3 +371,40 @@ async fn passwords_over_72_bytes_are_refused_rather_than_truncated() {
     assert_eq!(reply.body["errors"][0]["field"], "password");
     register("é".repeat(36)).await.assert_status(200);
 }
+
+/// A client that resumes in a loop is refused once its user's replay budget is spent, on
+/// every connection of that user; other users are not affected.
+#[tokio::test]
+async fn resuming_in_a_loop_is_refused_once_the_replay_budget_is_spent() {
+    let app = TestApp::spawn_with(|s| s.resume_budget_bytes_per_minute = 64 * 1024).await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let general = channel(&app, &alice, "general").await;
+    app.client.post_empty(&format!("/api/channels/{general}/join"), Some(&bob)).await.assert_status(200);
+    let long = "x".repeat(3_000);
+    for _ in 0..30 {
+        app.post_message(&alice, &general, &long).await;
+    }
+    let resume = json!({"type": "resume", "data": {"channels": {general.clone(): 0}}});
+    let mut first = app.connect(&alice).await;
+    first.send_json(&resume).await;
+    first.send_json(&json!({"type": "ping"})).await;
+    let replayed = frames_until(&mut first, |f| f["type"] == "pong").await;
+    assert_eq!(replayed.iter().filter(|f| f["type"] == "message").count(), 30, "the first resume is served");
+
+    // About 90 KB replayed of 64 KiB a minute: the next resume waits, on any connection.
+    let mut second = app.connect(&alice).await;
+    for ws in [&mut first, &mut second] {
+        ws.send_json(&resume).await;
+        ws.send_json(&json!({"type": "ping"})).await;
+        let frames = frames_until(ws, |f| f["type"] == "pong").await;
+        assert_eq!(frames.iter().filter(|f| f["type"] == "message").count(), 0, "{frames:?}");
+        let refused = frames.iter().find(|f| f["type"] == "error").expect("an error frame");
+        assert_eq!(refused["data"]["code"], "rate_limited");
+    }
+    let mut other = app.connect(&bob).await;
+    other.send_json(&resume).await;
+    other.send_json(&json!({"type": "ping"})).await;
+    let frames = frames_until(&mut other, |f| f["type"] == "pong").await;
+    assert_eq!(frames.iter().filter(|f| f["type"] == "message").count(), 30, "bob has a budget of his own");
+}

@@ -152,6 +152,10 @@ impl Application {
             tokens,
             revocations,
             hub,
+            replay_budget: realtime::ReplayBudget::new(
+                settings.resume_budget_events_per_minute,
+                settings.resume_budget_bytes_per_minute,
+            ),
             accounts: crate::accounts::AccountCache::default(),
             limits: crate::ratelimit::Limits::new(&settings),
             writer,

@@ -78,6 +78,10 @@ pub struct Settings {
     /// Failed logins (and wrong `current_password`s) one account may have in
     /// [`LOGIN_FAILURE_WINDOW`], from any address, before it answers 429; 0 turns it off.
     pub login_failures_per_account: u32,
+    /// Events `resume`s may replay per user and minute on one node; 0 turns the budget off.
+    pub resume_budget_events_per_minute: u64,
+    /// Bytes `resume`s may replay per user and minute on one node; 0 turns the budget off.
+    pub resume_budget_bytes_per_minute: u64,
     /// When set, `/metrics` answers only `Authorization: Bearer <this>` (401 otherwise).
     pub metrics_token: Option<Secret>,
     /// When set (`host:port`), `/metrics` is served on this separate listener only, not on
@@ -137,6 +141,8 @@ impl Default for Settings {
             redis_namespace: "chat".into(),
             body_timeout_seconds: 30,
             login_failures_per_account: 10,
+            resume_budget_events_per_minute: 20_000,
+            resume_budget_bytes_per_minute: 32 * 1024 * 1024,
             metrics_token: None,
             metrics_addr: None,
             file_store: FileStoreKind::Local,
@@ -204,6 +210,8 @@ impl Settings {
         "REDIS_NAMESPACE",
         "BODY_TIMEOUT_SECONDS",
         "LOGIN_FAILURES_PER_ACCOUNT",
+        "RESUME_BUDGET_EVENTS_PER_MINUTE",
+        "RESUME_BUDGET_BYTES_PER_MINUTE",
         "METRICS_TOKEN",
         "METRICS_ADDR",
         "FILE_STORE",

@@ -17,6 +17,8 @@ pub struct AppState {
     pub tokens: TokenKeys,
     pub revocations: Revocations,
     pub hub: Hub,
+    /// What `resume`s may replay per user and minute, shared by all sessions of this node.
+    pub replay_budget: realtime::ReplayBudget,
     pub accounts: crate::accounts::AccountCache,
     pub limits: crate::ratelimit::Limits,
     pub writer: persistence::writer::MessageWriter,
@@ -42,6 +44,7 @@ impl AppState {
             db: self.db.clone(),
             writer: self.writer.clone(),
             frames_per_second: self.settings.rate_limit_writes_per_second,
+            replay_budget: self.replay_budget.clone(),
             shutdown: self.shutdown.clone(),
         }
     }

@@ -1,6 +1,7 @@
 //! Real-time delivery: WebSocket sessions, the channel hub, each connection's feed of
 //! events in seq order, event-log replay and Redis fan-out (docs/websocket.md).
 
+mod budget;
 pub mod feed;
 mod hub;
 mod presence;
@@ -8,6 +9,7 @@ pub mod protocol;
 mod relay;
 pub mod session;
 
+pub use budget::ReplayBudget;
 pub use hub::{ConnId, Credential, Delivery, Hub, Kick, Outbound, Registration, Relay};
 pub use presence::Presence;
 pub use relay::RedisRelay;

@@ -47,6 +47,8 @@ pub struct SessionEnv {
     pub writer: MessageWriter,
     /// Frames per second a client may send (0: unlimited).
     pub frames_per_second: u32,
+    /// What `resume`s may replay per user and minute.
+    pub replay_budget: crate::budget::ReplayBudget,
     /// Flips to true when the server is shutting down.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -417,6 +419,11 @@ impl Connection {
             }
             ClientFrame::Message(message) => self.post(message).await,
             ClientFrame::Resume { channels } => {
+                if let Some(wait) = self.env.replay_budget.wait(self.user.id) {
+                    metrics::counter!("rate_limited_total", "scope" => "resume").increment(1);
+                    let detail = format!("resume budget spent; retry in {} s", wait.as_secs().max(1));
+                    return self.refuse(&FrameError { code: "rate_limited", detail }).await;
+                }
                 let mut out = Vec::new();
                 let mut refused = Vec::new();
                 for (channel_id, last_seq) in channels {
@@ -425,6 +432,8 @@ impl Connection {
                         refused.push(channel_id);
                     }
                 }
+                let bytes = out.iter().map(|frame| frame.len()).sum();
+                self.env.replay_budget.charge(self.user.id, out.len(), bytes);
                 if let Some(end) = self.send_all(out).await {
                     return Some(end);
                 }
