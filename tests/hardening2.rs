@@ -54,10 +54,7 @@ async fn a_nul_in_a_path_username_names_nobody_404() {
 async fn a_nul_in_a_query_parameter_is_422() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
-    let channel = app.client.post("/api/channels", Some(&alice), &json!({"name": "general"})).await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let channel = app.create_channel(&alice, "general").await;
     // A cursor that decodes to text with a NUL in it is not one the server made.
     let nul_cursor = domain::Cursor::encode("a\0").into_string();
     for path in [
@@ -98,10 +95,7 @@ async fn a_nul_in_the_login_username_is_401_like_an_unknown_user() {
 async fn a_nul_in_any_text_field_of_a_body_is_422() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
-    let channel = app.client.post("/api/channels", Some(&alice), &json!({"name": "general"})).await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let channel = app.create_channel(&alice, "general").await;
     let message = app
         .client
         .post("/api/chat/messages", Some(&alice), &json!({"content": "hello", "channel_id": channel}))

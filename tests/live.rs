@@ -19,13 +19,6 @@ async fn connect_live(app: &TestApp, token: &str) -> WsClient {
     ws
 }
 
-async fn channel(app: &TestApp, token: &str, name: &str) -> String {
-    app.client.post("/api/channels", Some(token), &json!({"name": name})).await.assert_status(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// Waits for the close frame and says how long it took.
 async fn closed_within(ws: &mut WsClient) -> (Option<u16>, Duration) {
     let started = Instant::now();
@@ -62,7 +55,7 @@ async fn logout_closes_that_tokens_sockets_with_4001_and_only_those() {
         .as_str()
         .unwrap()
         .to_owned();
-    let general = channel(&app, &first, "general").await;
+    let general = app.create_channel(&first, "general").await;
     let mut revoked = app.connect(&first).await;
     let mut other = app.connect(&second).await;
 
@@ -132,8 +125,8 @@ async fn a_banned_member_gets_the_ban_at_its_seq_and_nothing_of_the_channel_afte
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
-    let general = channel(&app, &alice, "general").await;
-    let side = channel(&app, &alice, "side").await;
+    let general = app.create_channel(&alice, "general").await;
+    let side = app.create_channel(&alice, "side").await;
     for id in [&general, &side] {
         app.client.post_empty(&format!("/api/channels/{id}/join"), Some(&bob)).await.assert_status(200);
     }
@@ -173,7 +166,7 @@ async fn a_join_reaches_the_joiners_open_socket_and_the_messages_after_it() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
-    let general = channel(&app, &alice, "general").await;
+    let general = app.create_channel(&alice, "general").await;
     let mut ws = app.connect(&bob).await;
     app.client.post_empty(&format!("/api/channels/{general}/join"), Some(&bob)).await.assert_status(200);
     let joined = ws.next_of("member_joined").await;
@@ -194,8 +187,8 @@ async fn reconnecting_while_being_banned_never_leaks_an_event_after_the_ban() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
-    let general = channel(&app, &alice, "general").await;
-    let side = channel(&app, &alice, "side").await;
+    let general = app.create_channel(&alice, "general").await;
+    let side = app.create_channel(&alice, "side").await;
     app.client.post_empty(&format!("/api/channels/{side}/join"), Some(&bob)).await.assert_status(200);
     let ban = format!("/api/channels/{general}/ban-by-username/bob");
     let unban = format!("/api/channels/{general}/unban-by-username/bob");
@@ -228,7 +221,7 @@ async fn a_join_racing_a_connect_still_delivers_the_next_message() {
     let alice = app.user("alice").await;
     let carol = app.user("carol").await;
     for round in 0..200 {
-        let id = channel(&app, &alice, &format!("room {round}")).await;
+        let id = app.create_channel(&alice, &format!("room {round}")).await;
         let join = format!("/api/channels/{id}/join");
         let (ws, joined) = tokio::join!(connect_live(&app, &carol), app.client.post_empty(&join, Some(&carol)));
         joined.assert_status(200);
@@ -244,7 +237,7 @@ async fn a_reconnecting_client_learns_that_its_channel_was_deleted() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
-    let general = channel(&app, &alice, "general").await;
+    let general = app.create_channel(&alice, "general").await;
     app.client.post_empty(&format!("/api/channels/{general}/join"), Some(&bob)).await.assert_status(200);
     let last = app.post_message(&alice, &general, "before").await["seq"].as_i64().unwrap();
     app.client.delete(&format!("/api/channels/{general}"), Some(&alice)).await.assert_status(204);
@@ -260,7 +253,7 @@ async fn a_reconnecting_client_learns_that_its_channel_was_deleted() {
 async fn deleting_a_file_updates_the_messages_that_showed_it() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
-    let general = channel(&app, &alice, "general").await;
+    let general = app.create_channel(&alice, "general").await;
     let file = app.client.upload(Some(&alice), "notes.txt", b"hello".to_vec()).await.assert_status(201)["id"].clone();
     let sent = app
         .client
@@ -379,7 +372,7 @@ async fn resuming_in_a_loop_is_refused_once_the_replay_budget_is_spent() {
     let app = TestApp::spawn_with(|s| s.resume_budget_bytes_per_minute = 64 * 1024).await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
-    let general = channel(&app, &alice, "general").await;
+    let general = app.create_channel(&alice, "general").await;
     app.client.post_empty(&format!("/api/channels/{general}/join"), Some(&bob)).await.assert_status(200);
     let long = "x".repeat(3_000);
     for _ in 0..30 {

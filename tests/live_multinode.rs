@@ -72,11 +72,7 @@ fn redis(url: String, namespace: &str) -> impl FnOnce(&mut http_api::Settings) {
 async fn alice_and_bob(a: &TestApp, b: &TestApp) -> (String, String, String) {
     let alice = a.user("alice").await;
     let bob = b.user("bob").await;
-    let general =
-        a.client.post("/api/channels", Some(&alice), &json!({"name": "general"})).await.assert_status(201)["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+    let general = a.create_channel(&alice, "general").await;
     b.client.post_empty(&format!("/api/channels/{general}/join"), Some(&bob)).await.assert_status(200);
     (alice, bob, general)
 }
@@ -121,10 +117,7 @@ async fn a_ban_on_one_node_reaches_the_banned_socket_on_the_other_at_its_seq() {
     let a = TestApp::spawn_with(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
     let b = a.spawn_sibling(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
     let (alice, bob, general) = alice_and_bob(&a, &b).await;
-    let side = a.client.post("/api/channels", Some(&alice), &json!({"name": "side"})).await.assert_status(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let side = a.create_channel(&alice, "side").await;
     b.client.post_empty(&format!("/api/channels/{side}/join"), Some(&bob)).await.assert_status(200);
     let mut bob_on_b = b.connect(&bob).await;
 
@@ -198,4 +191,42 @@ async fn a_short_blip_loses_nothing() {
     let after = b.post_message(&bob, &general, "the first after the blip").await;
     let got = messages_within(&mut alice_on_a, 1, Duration::from_secs(2)).await;
     assert_eq!(got.first().map(|m| m["id"].clone()), Some(after["id"].clone()), "lost the first post after a blip");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_on_one_node_closes_the_older_sockets_on_the_other() {
+    let namespace = format!("live-{}", uuid::Uuid::new_v4().simple());
+    let a = TestApp::spawn_with(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
+    let b = a.spawn_sibling(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
+    let old = a.user("alice").await;
+    let mut on_b = b.connect(&old).await;
+    let reply = a
+        .client
+        .patch("/api/users/me", Some(&old), &json!({"password": "brand-new-pass", "current_password": "secretpass"}))
+        .await;
+    let fresh = reply.assert_status(200)["access_token"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    assert_eq!(on_b.close_code().await, Some(4001));
+    assert!(started.elapsed() < Duration::from_secs(1), "closed after {:?}", started.elapsed());
+    b.client.get("/api/users/me", Some(&old)).await.assert_error(401, "token_revoked");
+    b.client.get("/api/users/me", Some(&fresh)).await.assert_status(200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_on_one_node_reaches_the_joiners_socket_on_the_other_and_the_next_message() {
+    let namespace = format!("live-{}", uuid::Uuid::new_v4().simple());
+    let a = TestApp::spawn_with(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
+    let b = a.spawn_sibling(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
+    let alice = a.user("alice").await;
+    let bob = a.user("bob").await;
+    let general = a.create_channel(&alice, "general").await;
+    let mut bob_on_b = b.connect(&bob).await;
+    bob_on_b.send_json(&json!({"type": "ping"})).await;
+    a.client.post_empty(&format!("/api/channels/{general}/join"), Some(&bob)).await.assert_status(200);
+    let joined = bob_on_b.next_of("member_joined").await;
+    assert_eq!(joined["data"]["channel_id"], general);
+    let sent = a.post_message(&alice, &general, "welcome").await;
+    let got = messages_within(&mut bob_on_b, 1, Duration::from_secs(5)).await;
+    assert_eq!(got.first().map(|m| m["id"].clone()), Some(sent["id"].clone()));
+    assert_eq!(got[0]["seq"].as_i64().unwrap(), joined["data"]["seq"].as_i64().unwrap() + 1);
 }

@@ -274,6 +274,17 @@ impl TestApp {
         socket
     }
 
+    /// Creates a public channel named `name` as the token's user, expecting 201; returns its id.
+    pub async fn create_channel(&self, token: &str, name: &str) -> String {
+        self.client
+            .post("/api/channels", Some(token), &serde_json::json!({"name": name}))
+            .await
+            .assert_status(201)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// Posts `content` to `channel` as the token's user, expecting 201; returns the message.
     pub async fn post_message(&self, token: &str, channel: &str, content: &str) -> serde_json::Value {
         self.client
