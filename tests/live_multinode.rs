@@ -139,6 +139,77 @@ async fn a_ban_on_one_node_reaches_the_banned_socket_on_the_other_at_its_seq() {
     assert_eq!(general_frames[0]["data"]["seq"].as_i64().unwrap(), after["seq"].as_i64().unwrap() - 1);
 }
 
+/// A moderator's kick on node a reaches the kicked socket on node b as `member_removed` at
+/// its seq, and nothing of the channel after it; a role change reaches b at its seq too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_and_a_role_change_on_one_node_reach_sockets_on_the_other_at_their_seq() {
+    let namespace = format!("live-{}", uuid::Uuid::new_v4().simple());
+    let a = TestApp::spawn_with(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
+    let b = a.spawn_sibling(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
+    let (alice, bob, general) = alice_and_bob(&a, &b).await;
+    let carol = a.user("carol").await;
+    a.client.post_empty(&format!("/api/channels/{general}/join"), Some(&carol)).await.assert_status(200);
+    let side = a.create_channel(&alice, "side").await;
+    b.client.post_empty(&format!("/api/channels/{side}/join"), Some(&bob)).await.assert_status(200);
+    let mut bob_on_b = b.connect(&bob).await;
+
+    let role = a
+        .client
+        .put(&format!("/api/channels/{general}/members/carol/role"), Some(&alice), &json!({"role": "moderator"}))
+        .await;
+    role.assert_status(200);
+    let changed = bob_on_b.next_of("member_role_changed").await;
+    assert_eq!(changed["data"]["user"]["username"], "carol");
+    let role_seq = changed["data"]["seq"].as_i64().unwrap();
+
+    a.client.delete(&format!("/api/channels/{general}/members/bob"), Some(&carol)).await.assert_status(204);
+    let after = a.post_message(&alice, &general, "after the kick").await;
+    let sentinel = a.post_message(&alice, &side, "sentinel").await;
+    let mut general_frames = Vec::new();
+    loop {
+        let frame = bob_on_b.next_json().await;
+        if frame["data"]["id"] == sentinel["id"] {
+            break;
+        }
+        if frame["data"]["channel_id"] == general {
+            general_frames.push(frame);
+        }
+    }
+    assert_eq!(general_frames.len(), 1, "{general_frames:?}");
+    assert_eq!(general_frames[0]["type"], "member_removed");
+    assert_eq!(general_frames[0]["data"]["by"]["username"], "carol");
+    let kick_seq = general_frames[0]["data"]["seq"].as_i64().unwrap();
+    assert_eq!(kick_seq, role_seq + 1);
+    assert_eq!(kick_seq, after["seq"].as_i64().unwrap() - 1);
+}
+
+/// A mention posted on node a reaches the mentioned user's socket on node b as a `mention`
+/// frame, and no one else's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mention_on_one_node_reaches_only_the_mentioned_socket_on_the_other() {
+    let namespace = format!("live-{}", uuid::Uuid::new_v4().simple());
+    let a = TestApp::spawn_with(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
+    let b = a.spawn_sibling(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
+    let (alice, bob, general) = alice_and_bob(&a, &b).await;
+    let carol = b.user("carol").await;
+    b.client.post_empty(&format!("/api/channels/{general}/join"), Some(&carol)).await.assert_status(200);
+    let mut bob_on_b = b.connect(&bob).await;
+    let mut carol_on_b = b.connect(&carol).await;
+
+    let sent = a.post_message(&alice, &general, "@bob look").await;
+    let mention = bob_on_b.next_of("mention").await;
+    assert_eq!(mention["data"]["message"]["id"], sent["id"]);
+    assert_eq!(mention["data"]["channel_id"], general);
+    let last = a.post_message(&alice, &general, "the end").await;
+    loop {
+        let frame = carol_on_b.next_json().await;
+        assert_ne!(frame["type"], "mention", "carol was not mentioned: {frame}");
+        if frame["data"]["id"] == last["id"] {
+            break;
+        }
+    }
+}
+
 /// Redis killed, three posts on node b while it is down, Redis back, nobody posts again:
 /// node a's client has all three, in order, within 2 s of Redis returning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,3 +79,79 @@ async fn history_and_replay_use_index_scans_on_a_hundred_thousand_messages() {
     assert!(replay.contains("channel_events_pkey"), "{replay}");
     assert!(!newest.contains("Seq Scan") && !replay.contains("Seq Scan"));
 }
+
+#[tokio::test]
+async fn mention_counts_and_the_mentions_page_use_indexes_on_a_hundred_thousand_messages() {
+    let database = TestDatabase::create().await;
+    let mut conn = AsyncPgConnection::establish(&database.url).await.unwrap();
+    // Ten users, one channel of 100,000 messages by the first; every message mentions one of
+    // the other nine in turn (100,000 mention rows, 11,111 of them the reader's).
+    diesel::sql_query(
+        "INSERT INTO users (id, username, email, display_name, password_hash) SELECT \
+           ('00000000-0000-7000-8000-' || lpad(n::text, 12, '0'))::uuid, 'user' || n, n || '@example.com', 'u', 'x' \
+         FROM generate_series(0, 9) n",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    diesel::sql_query(
+        "INSERT INTO channels (id, name, owner_id, kind, last_seq) VALUES \
+           ('00000001-0000-7000-8000-000000000000', 'general', '00000000-0000-7000-8000-000000000000', 'channel', 100000)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    diesel::sql_query(
+        "INSERT INTO memberships (channel_id, user_id) SELECT '00000001-0000-7000-8000-000000000000', id FROM users",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    diesel::sql_query(
+        "INSERT INTO messages (id, channel_id, user_id, seq, content) SELECT \
+           ('01000000-0000-7000-8000-' || lpad(n::text, 12, '0'))::uuid, '00000001-0000-7000-8000-000000000000', \
+           '00000000-0000-7000-8000-000000000000', n, 'hello @someone ' || n \
+         FROM generate_series(1, 100000) n",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    diesel::sql_query(
+        "INSERT INTO mentions (user_id, message_id, channel_id, seq) SELECT \
+           ('00000000-0000-7000-8000-' || lpad((1 + n % 9)::text, 12, '0'))::uuid, \
+           ('01000000-0000-7000-8000-' || lpad(n::text, 12, '0'))::uuid, '00000001-0000-7000-8000-000000000000', n \
+         FROM generate_series(1, 100000) n",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    diesel::sql_query("ANALYZE").execute(&mut conn).await.unwrap();
+
+    let reader = "'00000000-0000-7000-8000-000000000001'";
+    let channel = "'00000001-0000-7000-8000-000000000000'";
+    // `mention_count` of one channel in /api/channels/me: from the read marker on.
+    let count = plan(
+        &mut conn,
+        &format!(
+            "SELECT count(*) FROM mentions n WHERE n.channel_id = {channel} AND n.seq > 99000 AND n.user_id = {reader}"
+        ),
+    )
+    .await;
+    // An index-only scan once vacuumed; a bitmap scan of the same index right after the load.
+    assert!(count.contains("mentions_unread"), "{count}");
+    // GET /api/mentions: the caller's newest mentions, readable ones only.
+    let page = plan(
+        &mut conn,
+        &format!(
+            "SELECT messages.* FROM mentions JOIN messages ON messages.id = mentions.message_id \
+             WHERE mentions.user_id = {reader} AND (EXISTS (SELECT 1 FROM memberships m \
+               WHERE m.channel_id = mentions.channel_id AND m.user_id = {reader}) OR EXISTS (SELECT 1 FROM channels c \
+               WHERE c.id = mentions.channel_id AND c.kind = 'channel' AND NOT c.is_private AND NOT EXISTS \
+               (SELECT 1 FROM channel_bans b WHERE b.channel_id = c.id AND b.user_id = {reader}))) \
+             ORDER BY mentions.message_id DESC LIMIT 51"
+        ),
+    )
+    .await;
+    assert!(page.contains("Index Scan Backward using mentions_pkey"), "{page}");
+    assert!(!count.contains("Seq Scan") && !page.contains("Seq Scan on mentions"), "{page}");
+}

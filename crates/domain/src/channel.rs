@@ -31,6 +31,20 @@ impl ChannelName {
         Self(format!("dm:{first}:{second}"))
     }
 
+    /// The name a group DM gets: its members' display names, joined, cut to 80 characters.
+    pub fn for_group<'a>(display_names: impl IntoIterator<Item = &'a str>) -> Self {
+        let joined = display_names.into_iter().collect::<Vec<_>>().join(", ");
+        let clean: String = joined.chars().filter(|c| !c.is_control()).collect();
+        let name = if clean.chars().count() > 80 {
+            let mut cut: String = clean.chars().take(79).collect();
+            cut.push('…');
+            cut
+        } else {
+            clean
+        };
+        Self(name.trim().to_owned())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -67,6 +81,8 @@ impl ChannelDescription {
 pub enum ChannelKind {
     Channel,
     Dm,
+    /// A conversation of 3 to 9 people, fixed by who is in it.
+    GroupDm,
 }
 
 impl ChannelKind {
@@ -74,6 +90,7 @@ impl ChannelKind {
         match self {
             Self::Channel => "channel",
             Self::Dm => "dm",
+            Self::GroupDm => "group_dm",
         }
     }
 
@@ -81,10 +98,43 @@ impl ChannelKind {
         match raw {
             "channel" => Some(Self::Channel),
             "dm" => Some(Self::Dm),
+            "group_dm" => Some(Self::GroupDm),
             _ => None,
         }
     }
 }
+
+/// A member's role in a channel, as members lists show it. Only `Moderator` and `Member`
+/// are stored with the membership; the owner is the channel's `owner_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    Owner,
+    Moderator,
+    Member,
+}
+
+impl MemberRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Moderator => "moderator",
+            Self::Member => "member",
+        }
+    }
+
+    /// A stored role (`moderator` or `member`); the owner is never stored.
+    pub fn parse_stored(raw: &str) -> Option<Self> {
+        match raw {
+            "moderator" => Some(Self::Moderator),
+            "member" => Some(Self::Member),
+            _ => None,
+        }
+    }
+}
+
+/// Members a group DM has, the caller included.
+pub const GROUP_DM_MEMBERS: std::ops::RangeInclusive<usize> = 3..=9;
 
 /// A channel as every reader sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +164,8 @@ pub struct ChannelSummary {
     pub last_seq: i64,
     pub last_read_seq: i64,
     pub unread_count: i64,
+    /// Messages above the read marker that mention the user.
+    pub mention_count: i64,
 }
 
 #[cfg(test)]
@@ -139,6 +191,15 @@ mod tests {
     #[test]
     fn dm_names_do_not_depend_on_who_asks() {
         assert_eq!(ChannelName::for_dm("bob", "alice"), ChannelName::for_dm("alice", "bob"));
+    }
+
+    #[test]
+    fn group_names_join_display_names_and_fit() {
+        assert_eq!(ChannelName::for_group(["Ann", "Bob", "Cy"]).as_str(), "Ann, Bob, Cy");
+        let long = ChannelName::for_group(["x".repeat(50).as_str(), "y".repeat(50).as_str()]);
+        assert_eq!(long.as_str().chars().count(), 80);
+        assert!(long.as_str().ends_with('…'));
+        assert!(ChannelName::parse(long.as_str()).is_ok());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::channel::Channel;
+use crate::channel::{Channel, MemberRole};
 use crate::ids::{ChannelId, MessageId, UserId};
 use crate::message::{Emoji, Message};
 use crate::user::UserSummary;
@@ -30,10 +30,15 @@ pub enum EventKind {
     MemberUnbanned,
     ChannelUpdated,
     ChannelDeleted,
+    MemberRemoved,
+    MemberRoleChanged,
+    ChannelOwnerChanged,
+    MessagePinned,
+    MessageUnpinned,
 }
 
 impl EventKind {
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 16] = [
         Self::Message,
         Self::MessageUpdated,
         Self::MessageDeleted,
@@ -45,6 +50,11 @@ impl EventKind {
         Self::MemberUnbanned,
         Self::ChannelUpdated,
         Self::ChannelDeleted,
+        Self::MemberRemoved,
+        Self::MemberRoleChanged,
+        Self::ChannelOwnerChanged,
+        Self::MessagePinned,
+        Self::MessageUnpinned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +70,11 @@ impl EventKind {
             Self::MemberUnbanned => "member_unbanned",
             Self::ChannelUpdated => "channel_updated",
             Self::ChannelDeleted => "channel_deleted",
+            Self::MemberRemoved => "member_removed",
+            Self::MemberRoleChanged => "member_role_changed",
+            Self::ChannelOwnerChanged => "channel_owner_changed",
+            Self::MessagePinned => "message_pinned",
+            Self::MessageUnpinned => "message_unpinned",
         }
     }
 
@@ -111,6 +126,28 @@ pub enum EventBody {
     ChannelDeleted {
         deleted_by: UserId,
     },
+    /// Kicked by the owner or a moderator (`by`); unlike a ban, they may join again.
+    MemberRemoved {
+        user: UserSummary,
+        by: UserSummary,
+    },
+    MemberRoleChanged {
+        user: UserSummary,
+        role: MemberRole,
+    },
+    /// `owner` owns the channel from here on; `previous_owner` is a moderator now.
+    ChannelOwnerChanged {
+        owner: UserSummary,
+        previous_owner: UserSummary,
+    },
+    MessagePinned {
+        message_id: MessageId,
+        by: UserSummary,
+    },
+    MessageUnpinned {
+        message_id: MessageId,
+        by: UserSummary,
+    },
 }
 
 /// What an event does to who receives the channel from then on.
@@ -157,6 +194,11 @@ impl EventBody {
             Self::MemberUnbanned { .. } => EventKind::MemberUnbanned,
             Self::ChannelUpdated { .. } => EventKind::ChannelUpdated,
             Self::ChannelDeleted { .. } => EventKind::ChannelDeleted,
+            Self::MemberRemoved { .. } => EventKind::MemberRemoved,
+            Self::MemberRoleChanged { .. } => EventKind::MemberRoleChanged,
+            Self::ChannelOwnerChanged { .. } => EventKind::ChannelOwnerChanged,
+            Self::MessagePinned { .. } => EventKind::MessagePinned,
+            Self::MessageUnpinned { .. } => EventKind::MessageUnpinned,
         }
     }
 
@@ -165,7 +207,9 @@ impl EventBody {
     pub fn membership(&self) -> Option<MembershipChange> {
         match self {
             Self::MemberJoined { user } => Some(MembershipChange::Joined(user.id)),
-            Self::MemberLeft { user } | Self::MemberBanned { user } => Some(MembershipChange::Removed(user.id)),
+            Self::MemberLeft { user } | Self::MemberBanned { user } | Self::MemberRemoved { user, .. } => {
+                Some(MembershipChange::Removed(user.id))
+            }
             Self::ChannelDeleted { .. } => Some(MembershipChange::ChannelGone),
             Self::Message(_)
             | Self::MessageUpdated { .. }
@@ -173,7 +217,11 @@ impl EventBody {
             | Self::ReactionAdded { .. }
             | Self::ReactionRemoved { .. }
             | Self::MemberUnbanned { .. }
-            | Self::ChannelUpdated { .. } => None,
+            | Self::ChannelUpdated { .. }
+            | Self::MemberRoleChanged { .. }
+            | Self::ChannelOwnerChanged { .. }
+            | Self::MessagePinned { .. }
+            | Self::MessageUnpinned { .. } => None,
         }
     }
 
@@ -233,9 +281,32 @@ impl ChannelEvent {
     }
 }
 
+/// A message that mentions users, for the `mention` frame each of `users` receives
+/// (docs/api.md section 11). Live only, not logged: a client that was away reads
+/// `mention_count` and `GET /api/mentions`, which the `mentions` table answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MentionNotice {
+    /// Who the message notifies: never its author, never someone who blocked the author.
+    pub users: Vec<UserId>,
+    pub message: Box<Message>,
+}
+
+impl MentionNotice {
+    /// `{"type": "mention", "data": {"channel_id", "message"}}`.
+    pub fn to_frame(&self) -> String {
+        serde_json::json!({
+            "type": "mention",
+            "data": { "channel_id": self.message.channel_id, "message": self.message },
+        })
+        .to_string()
+    }
+}
+
 /// Where committed channel events go to be delivered (the realtime hub).
 pub trait EventSink: Send + Sync {
     fn publish(&self, events: Vec<ChannelEvent>);
+    /// Delivers `mention` frames to the users they notify, after the events they came with.
+    fn notify(&self, notices: Vec<MentionNotice>);
 }
 
 /// The result of a committed change together with the events it wrote. The value can only
@@ -247,17 +318,28 @@ pub trait EventSink: Send + Sync {
 pub struct Committed<T> {
     value: T,
     events: Vec<ChannelEvent>,
+    notices: Vec<MentionNotice>,
 }
 
 impl<T> Committed<T> {
     pub fn new(value: T, events: Vec<ChannelEvent>) -> Self {
-        Self { value, events }
+        Self { value, events, notices: Vec::new() }
     }
 
-    /// Hands the events to `sink` (in commit order) and returns the value.
+    /// The change also notifies users of mentions, once its events are published.
+    pub fn with_notices(mut self, notices: Vec<MentionNotice>) -> Self {
+        self.notices.extend(notices.into_iter().filter(|n| !n.users.is_empty()));
+        self
+    }
+
+    /// Hands the events to `sink` (in commit order), then the mention notices, and returns
+    /// the value.
     pub fn publish(self, sink: &dyn EventSink) -> T {
         if !self.events.is_empty() {
             sink.publish(self.events);
+        }
+        if !self.notices.is_empty() {
+            sink.notify(self.notices);
         }
         self.value
     }
@@ -268,7 +350,7 @@ impl<T> Committed<T> {
     }
 
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Committed<U> {
-        Committed { value: f(self.value), events: self.events }
+        Committed { value: f(self.value), events: self.events, notices: self.notices }
     }
 }
 
@@ -304,6 +386,10 @@ mod tests {
             (EventBody::MemberLeft { user: alice.clone() }, Some(MembershipChange::Removed(id))),
             (EventBody::MemberBanned { user: alice.clone() }, Some(MembershipChange::Removed(id))),
             (EventBody::MemberUnbanned { user: alice.clone() }, None),
+            (EventBody::MemberRemoved { user: alice.clone(), by: alice.clone() }, Some(MembershipChange::Removed(id))),
+            (EventBody::MemberRoleChanged { user: alice.clone(), role: MemberRole::Moderator }, None),
+            (EventBody::ChannelOwnerChanged { owner: alice.clone(), previous_owner: alice.clone() }, None),
+            (EventBody::MessagePinned { message_id, by: alice.clone() }, None),
             (EventBody::ChannelDeleted { deleted_by: id }, Some(MembershipChange::ChannelGone)),
             (EventBody::MessageDeleted { message_id, parent_id: None }, None),
             (EventBody::ReactionAdded { message_id, emoji: emoji.clone(), user: alice.clone() }, None),
@@ -358,6 +444,9 @@ mod tests {
     impl EventSink for Recorder {
         fn publish(&self, events: Vec<ChannelEvent>) {
             self.0.lock().unwrap().extend(events.iter().map(|e| e.seq));
+        }
+        fn notify(&self, notices: Vec<MentionNotice>) {
+            self.0.lock().unwrap().extend(notices.iter().map(|n| -(n.users.len() as i64)));
         }
     }
 

@@ -6,12 +6,14 @@
 //! `parse` constructors ("parse, don't validate"): a [`Username`] in hand is a valid username.
 
 pub mod access;
+pub mod audit;
 pub mod channel;
 pub mod emoji;
 pub mod error;
 pub mod events;
 pub mod file;
 pub mod ids;
+pub mod mention;
 pub mod message;
 pub mod pagination;
 pub mod posting;
@@ -19,13 +21,14 @@ pub mod text;
 pub mod timestamp;
 pub mod user;
 
-pub use access::{Action, Denied, Role, authorize};
-pub use channel::{Channel, ChannelDescription, ChannelKind, ChannelName, ChannelSummary};
+pub use access::{Action, Denied, Role, authorize, may_delete_message, may_moderate};
+pub use audit::{AuditAction, AuditEntry, AuditReason, AuditRecord};
+pub use channel::{Channel, ChannelDescription, ChannelKind, ChannelName, ChannelSummary, MemberRole};
 pub use error::DomainError;
-pub use events::{ChannelEvent, Committed, EventBody, EventKind, EventSink, MembershipChange};
+pub use events::{ChannelEvent, Committed, EventBody, EventKind, EventSink, MembershipChange, MentionNotice};
 pub use file::{FileMeta, ImageInfo, sanitize_filename};
 pub use ids::{ChannelId, FileId, MessageId, UserId};
-pub use message::{Emoji, Message, MessageContent, ReactionDetail, ReactionSummary};
+pub use message::{Emoji, MentionedUser, Message, MessageContent, ReactionDetail, ReactionSummary};
 pub use pagination::{Cursor, Limit, Page};
 pub use posting::NewMessage;
 pub use text::{SearchText, strip_invisible};

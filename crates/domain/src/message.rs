@@ -115,6 +115,22 @@ pub struct Message {
     pub user: UserSummary,
     pub attachments: Vec<FileMeta>,
     pub reactions: Vec<ReactionSummary>,
+    /// Readers of the channel the text names with `@username` (events logged before
+    /// mentions existed have none).
+    #[serde(default)]
+    pub mentions: Vec<MentionedUser>,
+    /// The text says `@channel` or `@here`.
+    #[serde(default)]
+    pub mentions_everyone: bool,
+    #[serde(default)]
+    pub pinned: bool,
+}
+
+/// `{id, username}` of a user a message mentions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MentionedUser {
+    pub id: UserId,
+    pub username: crate::user::Username,
 }
 
 /// A thread is one level deep: a reply must answer a live top-level message of the same

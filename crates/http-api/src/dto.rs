@@ -45,6 +45,10 @@ pub struct UserDto {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "john@example.com")]
     pub email: Option<String>,
+    /// In a channel's members list: `owner`, `moderator` or `member`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "member")]
+    pub role: Option<&'static str>,
 }
 
 impl UserDto {
@@ -56,7 +60,13 @@ impl UserDto {
             created_at: domain::timestamp::format(user.created_at),
             online,
             email: None,
+            role: None,
         }
+    }
+
+    /// A member as a channel's members list shows them.
+    pub fn member(user: &User, online: bool, role: domain::MemberRole) -> Self {
+        Self { role: Some(role.as_str()), ..Self::public(user, online) }
     }
 
     pub fn own(user: &User, online: bool) -> Self {
@@ -97,7 +107,7 @@ pub struct ChannelDto {
     #[schema(example = "2025-01-09T12:00:00.000Z")]
     pub created_at: String,
     pub is_private: bool,
-    /// `channel` or `dm`.
+    /// `channel`, `dm` or `group_dm`.
     #[schema(example = "channel")]
     pub kind: &'static str,
     pub member_count: i64,
@@ -195,6 +205,20 @@ pub struct MessageDto {
     pub user: UserSummaryDto,
     pub attachments: Vec<FileDto>,
     pub reactions: Vec<ReactionSummaryDto>,
+    /// Readers of the channel the text names with `@username`.
+    pub mentions: Vec<MentionDto>,
+    /// The text says `@channel` or `@here`.
+    pub mentions_everyone: bool,
+    pub pinned: bool,
+}
+
+/// `{id, username}` of a mentioned user.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MentionDto {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: uuid::Uuid,
+    #[schema(example = "alice")]
+    pub username: String,
 }
 
 impl From<&domain::Message> for MessageDto {
@@ -217,6 +241,13 @@ impl From<&domain::Message> for MessageDto {
                 .iter()
                 .map(|r| ReactionSummaryDto { emoji: r.emoji.as_str().to_owned(), count: r.count, me: r.me })
                 .collect(),
+            mentions: message
+                .mentions
+                .iter()
+                .map(|m| MentionDto { id: m.id.as_uuid(), username: m.username.as_str().to_owned() })
+                .collect(),
+            mentions_everyone: message.mentions_everyone,
+            pinned: message.pinned,
         }
     }
 }

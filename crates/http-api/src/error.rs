@@ -38,6 +38,9 @@ pub enum ApiError {
     Unauthorized { code: &'static str, detail: String },
     #[error("{0}")]
     Forbidden(String),
+    /// Refused because the other side of a conversation blocked the caller.
+    #[error("{0}")]
+    Blocked(String),
     #[error("{0}")]
     NotFound(String),
     /// The path exists, not with this method; the methods it answers go into `Allow`.
@@ -83,6 +86,7 @@ impl ApiError {
             Self::BadRequest(_) => "invalid_json",
             Self::Unauthorized { code, .. } | Self::Conflict { code, .. } => code,
             Self::Forbidden(_) => "forbidden",
+            Self::Blocked(_) => "blocked",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::PayloadTooLarge(_) => "payload_too_large",
@@ -102,7 +106,7 @@ impl ResponseError for ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::Blocked(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -171,6 +175,7 @@ impl From<domain::Denied> for ApiError {
             domain::Denied::NotFound => Self::not_found("channel"),
             domain::Denied::Forbidden(reason) => Self::Forbidden(reason.to_owned()),
             domain::Denied::Conflict(reason) => Self::Conflict { code: "conflict", detail: reason.to_owned() },
+            domain::Denied::Blocked => Self::Blocked("This user has blocked you.".into()),
         }
     }
 }
@@ -196,6 +201,9 @@ fn conflict_detail(code: &str) -> &'static str {
         "username_taken" => "That username is already taken.",
         "email_taken" => "That email address is already registered.",
         "channel_name_taken" => "A channel with that name already exists.",
+        "too_many_pins" => "A channel holds at most 100 pins; unpin one first.",
+        "owner_role" => "The owner's role changes only by transferring the channel.",
+        "not_a_member" => "The channel can be handed only to one of its members.",
         _ => "The request conflicts with the current state.",
     }
 }

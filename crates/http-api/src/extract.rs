@@ -166,3 +166,14 @@ pub fn query_config() -> web::QueryConfig {
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|_, _| ApiError::not_found("resource").into())
 }
+
+/// The `X-Audit-Reason` header a moderation request may carry (docs/api.md section 11): at
+/// at most 512 characters of UTF-8 text (a header that is not UTF-8 is a 422).
+pub fn audit_reason(req: &HttpRequest) -> Result<Option<domain::AuditReason>, ApiError> {
+    let Some(value) = req.headers().get("x-audit-reason") else {
+        return Ok(None);
+    };
+    let text = std::str::from_utf8(value.as_bytes())
+        .map_err(|_| ApiError::validation("X-Audit-Reason", "must be UTF-8 text"))?;
+    Ok(domain::AuditReason::parse(text)?)
+}

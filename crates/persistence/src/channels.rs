@@ -5,16 +5,16 @@ use diesel::dsl::{exists, not};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use domain::{
-    Channel, ChannelDescription, ChannelEvent, ChannelId, ChannelKind, ChannelName, ChannelSummary, Committed,
-    EventBody, Role, User, UserId, UserSummary,
+    AuditAction, AuditReason, AuditRecord, Channel, ChannelDescription, ChannelEvent, ChannelId, ChannelKind,
+    ChannelName, ChannelSummary, Committed, EventBody, MemberRole, Role, User, UserId, UserSummary,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::{StoreError, StoreResult};
-use crate::events;
-use crate::schema::{channel_bans, channel_events, channels, memberships, messages, users};
+use crate::schema::{channel_bans, channel_events, channels, memberships, users};
 use crate::users::{SummaryRow, UserRow};
+use crate::{audit, events};
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = channels)]
@@ -58,15 +58,15 @@ pub struct ChannelAccess {
 
 /// Loads a channel and the user's role in it. `NotFound` when there is no such channel.
 pub async fn access(conn: &mut AsyncPgConnection, channel_id: ChannelId, user: UserId) -> StoreResult<ChannelAccess> {
-    let (row, is_member, is_banned): (ChannelRow, bool, bool) = channels::table
+    let (row, membership, is_banned): (ChannelRow, Option<String>, bool) = channels::table
         .find(channel_id.as_uuid())
         .select((
             ChannelRow::as_select(),
-            exists(
-                memberships::table
-                    .filter(memberships::channel_id.eq(channel_id.as_uuid()))
-                    .filter(memberships::user_id.eq(user.as_uuid())),
-            ),
+            memberships::table
+                .filter(memberships::channel_id.eq(channel_id.as_uuid()))
+                .filter(memberships::user_id.eq(user.as_uuid()))
+                .select(memberships::role)
+                .single_value(),
             exists(
                 channel_bans::table
                     .filter(channel_bans::channel_id.eq(channel_id.as_uuid()))
@@ -77,7 +77,12 @@ pub async fn access(conn: &mut AsyncPgConnection, channel_id: ChannelId, user: U
         .await?;
     let is_owner = row.owner_id == user.as_uuid() && row.kind == ChannelKind::Channel.as_str();
     let last_seq = row.last_seq;
-    Ok(ChannelAccess { channel: row.try_into()?, role: Role::from_facts(is_owner, is_member, is_banned), last_seq })
+    let membership = membership.map(|role| stored_role(&role)).transpose()?;
+    Ok(ChannelAccess { channel: row.try_into()?, role: Role::from_facts(is_owner, membership, is_banned), last_seq })
+}
+
+fn stored_role(raw: &str) -> StoreResult<MemberRole> {
+    MemberRole::parse_stored(raw).ok_or_else(|| StoreError::Corrupt(format!("membership role {raw}")))
 }
 
 /// The channel's newest event seq.
@@ -242,6 +247,50 @@ pub async fn bans(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> StoreR
     Ok(rows.into_iter().map(|(user_id, created_at)| Ban { user_id: UserId::from_uuid(user_id), created_at }).collect())
 }
 
+/// Under the channel lock: `by` may moderate the channel and may act on `target`
+/// ([`domain::may_moderate`]: nobody on the owner, a moderator on plain members only).
+async fn lock_for_moderation(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    by: UserId,
+    target: UserId,
+) -> StoreResult<i64> {
+    let (last_seq, actor) = events::lock_and_authorize(conn, channel_id, by, domain::Action::Moderate).await?;
+    let target = access(conn, channel_id, target).await?.role;
+    domain::may_moderate(actor.role, target).map_err(StoreError::Denied)?;
+    Ok(last_seq)
+}
+
+/// Who did a moderation action to whom, and why.
+#[derive(Debug, Clone, Copy)]
+pub struct Moderation<'a> {
+    pub by: &'a UserSummary,
+    pub reason: Option<&'a AuditReason>,
+}
+
+impl Moderation<'_> {
+    async fn record(
+        &self,
+        conn: &mut AsyncPgConnection,
+        channel_id: ChannelId,
+        action: AuditAction,
+        target: UserId,
+    ) -> StoreResult<()> {
+        audit::record(
+            conn,
+            AuditRecord {
+                channel_id,
+                action,
+                actor: self.by.id,
+                target_user: Some(target),
+                target_message: None,
+                reason: self.reason,
+            },
+        )
+        .await
+    }
+}
+
 /// Bans a user: records the ban, removes their membership and writes `member_banned`, all
 /// under the channel lock, so a message of theirs is either committed before the ban or
 /// refused after it. Banning twice changes nothing.
@@ -249,15 +298,15 @@ pub async fn ban(
     conn: &mut AsyncPgConnection,
     channel_id: ChannelId,
     target: &UserSummary,
-    by: UserId,
+    moderation: Moderation<'_>,
 ) -> StoreResult<Committed<Channel>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
-        let last_seq = events::lock_channel(conn, channel_id).await?;
+        let last_seq = lock_for_moderation(conn, channel_id, moderation.by.id, target.id).await?;
         let inserted = diesel::insert_into(channel_bans::table)
             .values((
                 channel_bans::channel_id.eq(channel_id.as_uuid()),
                 channel_bans::user_id.eq(target.id.as_uuid()),
-                channel_bans::banned_by.eq(by.as_uuid()),
+                channel_bans::banned_by.eq(moderation.by.id.as_uuid()),
             ))
             .on_conflict_do_nothing()
             .execute(conn)
@@ -277,6 +326,7 @@ pub async fn ban(
                     .execute(conn)
                     .await?;
             }
+            moderation.record(conn, channel_id, AuditAction::Ban, target.id).await?;
             events = events::append(conn, channel_id, last_seq, vec![EventBody::MemberBanned { user: target.clone() }])
                 .await?;
         }
@@ -290,9 +340,10 @@ pub async fn unban(
     conn: &mut AsyncPgConnection,
     channel_id: ChannelId,
     target: &UserSummary,
+    moderation: Moderation<'_>,
 ) -> StoreResult<Committed<Channel>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
-        let last_seq = events::lock_channel(conn, channel_id).await?;
+        let last_seq = lock_for_moderation(conn, channel_id, moderation.by.id, target.id).await?;
         let removed = diesel::delete(
             channel_bans::table
                 .filter(channel_bans::channel_id.eq(channel_id.as_uuid()))
@@ -301,10 +352,116 @@ pub async fn unban(
         .execute(conn)
         .await?;
         let events = if removed > 0 {
+            moderation.record(conn, channel_id, AuditAction::Unban, target.id).await?;
             events::append(conn, channel_id, last_seq, vec![EventBody::MemberUnbanned { user: target.clone() }]).await?
         } else {
             Vec::new()
         };
+        Ok(Committed::new(find(conn, channel_id).await?, events))
+    })
+    .await
+}
+
+/// Removes a member (a kick): `member_removed`, under the channel lock, so a post of theirs
+/// lands before the kick's seq or is refused. Unlike a ban, they may join a public channel
+/// again. `NotFound` when the user is not a member.
+pub async fn kick(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    target: &UserSummary,
+    moderation: Moderation<'_>,
+) -> StoreResult<Committed<()>> {
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        let last_seq = lock_for_moderation(conn, channel_id, moderation.by.id, target.id).await?;
+        let removal = EventBody::MemberRemoved { user: target.clone(), by: moderation.by.clone() };
+        let (removed, events) = remove_member(conn, channel_id, last_seq, removal).await?;
+        if !removed {
+            return Err(StoreError::NotFound);
+        }
+        moderation.record(conn, channel_id, AuditAction::Kick, target.id).await?;
+        Ok(Committed::new((), events))
+    })
+    .await
+}
+
+/// Sets a member's role below the owner (the owner alone may). Writes `member_role_changed`
+/// when it changes. `NotFound` for a non-member; `Conflict("owner_role")` for the owner,
+/// whose role changes only by a transfer.
+pub async fn set_role(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    target: &UserSummary,
+    role: MemberRole,
+    moderation: Moderation<'_>,
+) -> StoreResult<Committed<MemberRole>> {
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        let (last_seq, _) =
+            events::lock_and_authorize(conn, channel_id, moderation.by.id, domain::Action::Administer).await?;
+        match access(conn, channel_id, target.id).await?.role {
+            Role::Owner => return Err(StoreError::Conflict("owner_role")),
+            current if !current.is_member() => return Err(StoreError::NotFound),
+            _ => {}
+        }
+        let changed = diesel::update(
+            memberships::table
+                .filter(memberships::channel_id.eq(channel_id.as_uuid()))
+                .filter(memberships::user_id.eq(target.id.as_uuid()))
+                .filter(memberships::role.ne(role.as_str())),
+        )
+        .set(memberships::role.eq(role.as_str()))
+        .execute(conn)
+        .await?;
+        let events = if changed > 0 {
+            moderation.record(conn, channel_id, AuditAction::RoleChange, target.id).await?;
+            events::append(
+                conn,
+                channel_id,
+                last_seq,
+                vec![EventBody::MemberRoleChanged { user: target.clone(), role }],
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
+        Ok(Committed::new(role, events))
+    })
+    .await
+}
+
+/// Hands the channel to another member (the owner alone may); the old owner becomes a
+/// moderator. Writes `channel_owner_changed`. `Conflict("not_a_member")` when the new owner
+/// is not a member; handing it to oneself changes nothing.
+pub async fn transfer(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    new_owner: &UserSummary,
+    moderation: Moderation<'_>,
+) -> StoreResult<Committed<Channel>> {
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        let (last_seq, _) =
+            events::lock_and_authorize(conn, channel_id, moderation.by.id, domain::Action::Administer).await?;
+        if new_owner.id == moderation.by.id {
+            return Ok(Committed::new(find(conn, channel_id).await?, Vec::new()));
+        }
+        if !access(conn, channel_id, new_owner.id).await?.role.is_member() {
+            return Err(StoreError::Conflict("not_a_member"));
+        }
+        diesel::update(channels::table.find(channel_id.as_uuid()))
+            .set(channels::owner_id.eq(new_owner.id.as_uuid()))
+            .execute(conn)
+            .await?;
+        diesel::update(
+            memberships::table
+                .filter(memberships::channel_id.eq(channel_id.as_uuid()))
+                .filter(memberships::user_id.eq(moderation.by.id.as_uuid())),
+        )
+        .set(memberships::role.eq(MemberRole::Moderator.as_str()))
+        .execute(conn)
+        .await?;
+        moderation.record(conn, channel_id, AuditAction::Transfer, new_owner.id).await?;
+        let changed =
+            EventBody::ChannelOwnerChanged { owner: new_owner.clone(), previous_owner: moderation.by.clone() };
+        let events = events::append(conn, channel_id, last_seq, vec![changed]).await?;
         Ok(Committed::new(find(conn, channel_id).await?, events))
     })
     .await
@@ -331,25 +488,37 @@ pub async fn banned_users(
     rows.into_iter().map(UserSummary::try_from).collect()
 }
 
-/// Members in user-id order, after `after`.
+/// Members in user-id order, after `after`, with their role.
 pub async fn members(
     conn: &mut AsyncPgConnection,
     channel_id: ChannelId,
     after: Option<Uuid>,
     limit: i64,
-) -> StoreResult<Vec<User>> {
+) -> StoreResult<Vec<(User, MemberRole)>> {
+    let owner: Option<Uuid> = channels::table
+        .find(channel_id.as_uuid())
+        .filter(channels::kind.eq(ChannelKind::Channel.as_str()))
+        .select(channels::owner_id)
+        .first(conn)
+        .await
+        .optional()?;
     let mut query = memberships::table
         .inner_join(users::table)
         .filter(memberships::channel_id.eq(channel_id.as_uuid()))
-        .select(UserRow::as_select())
+        .select((UserRow::as_select(), memberships::role))
         .order(users::id.asc())
         .limit(limit)
         .into_boxed();
     if let Some(after) = after {
         query = query.filter(users::id.gt(after));
     }
-    let rows: Vec<UserRow> = query.load(conn).await?;
-    rows.into_iter().map(User::try_from).collect()
+    let rows: Vec<(UserRow, String)> = query.load(conn).await?;
+    rows.into_iter()
+        .map(|(row, role)| {
+            let role = if Some(row.id) == owner { MemberRole::Owner } else { stored_role(&role)? };
+            Ok((User::try_from(row)?, role))
+        })
+        .collect()
 }
 
 /// Ids of every member, for the hub.
@@ -394,39 +563,45 @@ pub async fn list_visible(
     rows.into_iter().map(Channel::try_from).collect()
 }
 
-/// The user's channels and DMs with read state, in id order after `after`.
+/// The user's channels and DMs with read state, in id order after `after`: unread messages
+/// by others and mentions of the user above the read marker, both counted off indexes
+/// (`messages_channel_seq`, `mentions_unread`) from the marker on, in the same query.
 pub async fn list_mine(
     conn: &mut AsyncPgConnection,
     user: UserId,
     after: Option<Uuid>,
     limit: i64,
 ) -> StoreResult<Vec<ChannelSummary>> {
+    let me = user.as_uuid();
+    let unread = diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "(SELECT count(*) FROM messages x WHERE x.channel_id = channels.id \
+         AND x.seq > memberships.last_read_seq AND NOT x.deleted AND x.user_id <> ",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(me)
+    .sql(")");
+    let mentioned = diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "(SELECT count(*) FROM mentions n WHERE n.channel_id = channels.id \
+         AND n.seq > memberships.last_read_seq AND n.user_id = ",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(me)
+    .sql(")");
     let mut query = memberships::table
         .inner_join(channels::table)
-        .filter(memberships::user_id.eq(user.as_uuid()))
-        .select((ChannelRow::as_select(), memberships::last_read_seq))
+        .filter(memberships::user_id.eq(me))
+        .select((ChannelRow::as_select(), memberships::last_read_seq, unread, mentioned))
         .order(channels::id.asc())
         .limit(limit)
         .into_boxed();
     if let Some(after) = after {
         query = query.filter(channels::id.gt(after));
     }
-    let rows: Vec<(ChannelRow, i64)> = query.load(conn).await?;
-    let mut summaries = Vec::with_capacity(rows.len());
-    for (row, last_read_seq) in rows {
-        let last_seq = row.last_seq;
-        let channel: Channel = row.try_into()?;
-        let unread_count: i64 = messages::table
-            .filter(messages::channel_id.eq(channel.id.as_uuid()))
-            .filter(messages::seq.gt(last_read_seq))
-            .filter(messages::user_id.ne(user.as_uuid()))
-            .filter(not(messages::deleted))
-            .count()
-            .get_result(conn)
-            .await?;
-        summaries.push(ChannelSummary { channel, last_seq, last_read_seq, unread_count });
-    }
-    Ok(summaries)
+    let rows: Vec<(ChannelRow, i64, i64, i64)> = query.load(conn).await?;
+    rows.into_iter()
+        .map(|(row, last_read_seq, unread_count, mention_count)| {
+            let last_seq = row.last_seq;
+            Ok(ChannelSummary { channel: row.try_into()?, last_seq, last_read_seq, unread_count, mention_count })
+        })
+        .collect()
 }
 
 /// Every channel the user belongs to with its last seq and read marker: the WebSocket
@@ -549,6 +724,51 @@ pub async fn open_dm(
         } else {
             Vec::new()
         };
+        Ok(Committed::new((find(conn, channel_id).await?, inserted == 1), events))
+    })
+    .await
+}
+
+/// The group DM of `me` and `others` (2–8 other users, checked by the caller), created on
+/// first call. The sorted member ids are a unique key, so concurrent calls make exactly one
+/// channel. Calling again re-adds the caller if they left. Returns whether this call
+/// created it.
+pub async fn open_group_dm(
+    conn: &mut AsyncPgConnection,
+    me: &UserSummary,
+    others: &[UserSummary],
+) -> StoreResult<Committed<(Channel, bool)>> {
+    let mut everyone: Vec<UserSummary> = others.to_vec();
+    everyone.push(me.clone());
+    everyone.sort_by_key(|u| u.id);
+    everyone.dedup_by_key(|u| u.id);
+    let key = format!("g:{}", everyone.iter().map(|u| u.id.to_string()).collect::<Vec<_>>().join(":"));
+    let mut by_name: Vec<&UserSummary> = everyone.iter().collect();
+    by_name.sort_by_key(|u| u.username.key());
+    let name = ChannelName::for_group(by_name.iter().map(|u| u.display_name.as_str()));
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        let row = ChannelRow {
+            id: Uuid::now_v7(),
+            name: name.as_str().to_owned(),
+            description: None,
+            owner_id: me.id.as_uuid(),
+            is_private: true,
+            kind: ChannelKind::GroupDm.as_str().to_owned(),
+            dm_key: Some(key.clone()),
+            last_seq: 0,
+            member_count: 0,
+            created_at: OffsetDateTime::now_utc(),
+        };
+        let inserted = diesel::insert_into(channels::table)
+            .values(&row)
+            .on_conflict(channels::dm_key)
+            .do_nothing()
+            .execute(conn)
+            .await?;
+        let id: Uuid = channels::table.filter(channels::dm_key.eq(&key)).select(channels::id).first(conn).await?;
+        let channel_id = ChannelId::from_uuid(id);
+        let joining = if inserted == 1 { everyone.as_slice() } else { std::slice::from_ref(me) };
+        let events = add_members(conn, channel_id, joining).await?;
         Ok(Committed::new((find(conn, channel_id).await?, inserted == 1), events))
     })
     .await

@@ -4,6 +4,8 @@
 //! `&mut AsyncPgConnection`, so callers can compose them inside one transaction, and return
 //! domain types.
 
+pub mod audit;
+pub mod blocks;
 pub mod channels;
 pub mod db;
 pub mod error;
@@ -11,6 +13,7 @@ pub mod events;
 pub mod files;
 pub mod local_pg;
 pub mod login_failures;
+pub mod mentions;
 pub mod messages;
 mod schema;
 pub mod tokens;

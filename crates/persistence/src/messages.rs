@@ -8,8 +8,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use domain::{
-    Action, ChannelId, Committed, Denied, Emoji, EventBody, FileMeta, Message, MessageContent, MessageId,
-    ReactionDetail, ReactionSummary, UserId, UserSummary,
+    Action, AuditAction, AuditReason, AuditRecord, ChannelId, Committed, Denied, Emoji, EventBody, FileMeta,
+    MentionNotice, MentionedUser, Message, MessageContent, MessageId, ReactionDetail, ReactionSummary, UserId,
+    UserSummary,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -19,6 +20,7 @@ use crate::events;
 use crate::files::FileRow;
 use crate::schema::{files, message_attachments, message_nonces, messages, reactions};
 use crate::users;
+use crate::{audit, mentions};
 
 #[derive(Queryable, QueryableByName, Selectable, Insertable, Clone)]
 #[diesel(table_name = messages)]
@@ -33,6 +35,10 @@ pub(crate) struct MessageRow {
     pub created_at: OffsetDateTime,
     pub edited_at: Option<OffsetDateTime>,
     pub deleted: bool,
+    pub mention_ids: Vec<Uuid>,
+    pub mentions_everyone: bool,
+    pub pinned_at: Option<OffsetDateTime>,
+    pub pinned_by: Option<Uuid>,
 }
 
 /// Turns rows into messages as `viewer` sees them (`me` in reactions).
@@ -65,11 +71,13 @@ async fn assemble(
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let mut author_ids: Vec<Uuid> = rows.iter().map(|r| r.user_id).collect();
-    author_ids.sort_unstable();
-    author_ids.dedup();
+    // Authors and mentioned users in one lookup.
+    let mut people: Vec<Uuid> =
+        rows.iter().flat_map(|r| std::iter::once(r.user_id).chain(r.mention_ids.iter().copied())).collect();
+    people.sort_unstable();
+    people.dedup();
     let authors: HashMap<UserId, UserSummary> =
-        users::summaries(conn, &author_ids).await?.into_iter().map(|u| (u.id, u)).collect();
+        users::summaries(conn, &people).await?.into_iter().map(|u| (u.id, u)).collect();
     let mut attachments = if with_attachments { attachments_of(conn, &ids).await? } else { HashMap::new() };
     let mut reactions = if with_reactions { reaction_summaries(conn, &ids, viewer).await? } else { HashMap::new() };
     rows.into_iter()
@@ -91,6 +99,14 @@ async fn assemble(
                 user,
                 attachments: attachments.remove(&row.id).unwrap_or_default(),
                 reactions: reactions.remove(&row.id).unwrap_or_default(),
+                mentions: row
+                    .mention_ids
+                    .iter()
+                    .filter_map(|id| authors.get(&UserId::from_uuid(*id)))
+                    .map(|u| MentionedUser { id: u.id, username: u.username.clone() })
+                    .collect(),
+                mentions_everyone: row.mentions_everyone,
+                pinned: row.pinned_at.is_some(),
             })
         })
         .collect()
@@ -225,8 +241,9 @@ pub async fn replies(
     hydrate(conn, rows, Some(viewer)).await
 }
 
-/// Replaces a message's content and writes `message_updated`. Only its author may, and
-/// only while they may post in the channel, decided under the channel lock.
+/// Replaces a message's content, re-resolves its mentions and writes `message_updated`;
+/// users the new text mentions who were not notified before get a `mention` frame. Only its
+/// author may, and only while they may post in the channel, decided under the channel lock.
 pub async fn edit(
     conn: &mut AsyncPgConnection,
     id: MessageId,
@@ -235,16 +252,28 @@ pub async fn edit(
 ) -> StoreResult<Committed<Message>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let channel_id = channel_of(conn, id).await?;
-        let (last_seq, _) = events::lock_and_authorize(conn, channel_id, by, Action::Post).await?;
+        let (last_seq, access) = events::lock_and_authorize(conn, channel_id, by, Action::Post).await?;
         let (author, _) = author(conn, id).await?;
         if author != by {
             return Err(StoreError::Denied(Denied::Forbidden("only the author may edit a message")));
         }
+        let channel = &access.channel;
+        let resolved =
+            mentions::resolve(conn, channel_id, channel.kind, channel.is_private, &[(by, content.as_str())]).await?;
+        let resolved = resolved.into_iter().next().unwrap_or_default();
+        let mention_ids: Vec<Uuid> = resolved.named.iter().map(|u| u.id.as_uuid()).collect();
         let updated = diesel::update(messages::table.find(id.as_uuid()).filter(messages::deleted.eq(false)))
-            .set((messages::content.eq(content.as_str()), messages::edited_at.eq(OffsetDateTime::now_utc())))
+            .set((
+                messages::content.eq(content.as_str()),
+                messages::edited_at.eq(OffsetDateTime::now_utc()),
+                messages::mention_ids.eq(&mention_ids),
+                messages::mentions_everyone.eq(resolved.everyone),
+            ))
             .returning(MessageRow::as_returning())
             .get_result(conn)
             .await?;
+        let before = mentions::remove(conn, id).await?;
+        mentions::insert(conn, channel_id, [(id, updated.seq, resolved.notified.as_slice())]).await?;
         let message = hydrate(conn, vec![updated], None).await?.pop().ok_or(StoreError::NotFound)?;
         let events = events::append(
             conn,
@@ -253,27 +282,41 @@ pub async fn edit(
             vec![EventBody::MessageUpdated { message: Box::new(message.clone()) }],
         )
         .await?;
-        Ok(Committed::new(message, events))
+        let newly: Vec<UserId> = resolved.notified.into_iter().filter(|u| !before.contains(u)).collect();
+        let notice = MentionNotice { users: newly, message: Box::new(message.clone()) };
+        Ok(Committed::new(message, events).with_notices(vec![notice]))
     })
     .await
 }
 
-/// Turns a message into a tombstone: content emptied, attachments and reactions removed,
-/// the row (and its seq, its place in a thread) kept. Deleting twice changes nothing. The
-/// author or the channel's owner may, decided under the channel lock.
-pub async fn delete(conn: &mut AsyncPgConnection, id: MessageId, by: UserId) -> StoreResult<Committed<()>> {
+/// Turns a message into a tombstone: content emptied, attachments, reactions, mentions and
+/// its pin removed, the row (and its seq, its place in a thread) kept. Deleting twice
+/// changes nothing. Its author may, and the channel's owner and moderators
+/// ([`domain::may_delete_message`]), decided under the channel lock; a deletion by someone
+/// else goes into the audit log with `reason`.
+pub async fn delete(
+    conn: &mut AsyncPgConnection,
+    id: MessageId,
+    by: UserId,
+    reason: Option<&AuditReason>,
+) -> StoreResult<Committed<()>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let channel_id = channel_of(conn, id).await?;
         let (last_seq, access) = events::lock_and_authorize(conn, channel_id, by, Action::Read).await?;
         let (author, _) = author(conn, id).await?;
-        if author != by && access.role != domain::Role::Owner {
-            return Err(StoreError::Denied(Denied::Forbidden(
-                "only the author or the channel owner may delete a message",
-            )));
-        }
+        let author_role =
+            if author == by { access.role } else { crate::channels::access(conn, channel_id, author).await?.role };
+        domain::may_delete_message(access.role, author == by, author_role).map_err(StoreError::Denied)?;
         let deleted: Option<Option<Uuid>> =
             diesel::update(messages::table.find(id.as_uuid()).filter(messages::deleted.eq(false)))
-                .set((messages::content.eq(""), messages::deleted.eq(true)))
+                .set((
+                    messages::content.eq(""),
+                    messages::deleted.eq(true),
+                    messages::mention_ids.eq(Vec::<Uuid>::new()),
+                    messages::mentions_everyone.eq(false),
+                    messages::pinned_at.eq(None::<OffsetDateTime>),
+                    messages::pinned_by.eq(None::<Uuid>),
+                ))
                 .returning(messages::parent_id)
                 .get_result(conn)
                 .await
@@ -285,10 +328,89 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: MessageId, by: UserId) -> 
             .execute(conn)
             .await?;
         diesel::delete(reactions::table.filter(reactions::message_id.eq(id.as_uuid()))).execute(conn).await?;
+        mentions::remove(conn, id).await?;
+        if author != by {
+            audit::record(
+                conn,
+                AuditRecord {
+                    channel_id,
+                    action: AuditAction::MessageDeleted,
+                    actor: by,
+                    target_user: Some(author),
+                    target_message: Some(id),
+                    reason,
+                },
+            )
+            .await?;
+        }
         let deleted = EventBody::MessageDeleted { message_id: id, parent_id: parent_id.map(MessageId::from_uuid) };
         events::append_one(conn, channel_id, last_seq, Some(deleted)).await
     })
     .await
+}
+
+/// The most pins a channel holds.
+pub const MAX_PINS: i64 = 100;
+
+/// Pins (or, with `pin` false, unpins) a message for the channel; idempotent. Members may,
+/// decided under the channel lock, where the cap of [`MAX_PINS`] is checked too
+/// (`Conflict("too_many_pins")`). Writes `message_pinned` / `message_unpinned` on a change.
+pub async fn set_pinned(
+    conn: &mut AsyncPgConnection,
+    id: MessageId,
+    by: &UserSummary,
+    pin: bool,
+) -> StoreResult<Committed<()>> {
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        let channel_id = channel_of(conn, id).await?;
+        let (last_seq, _) = events::lock_and_authorize(conn, channel_id, by.id, Action::Post).await?;
+        let (_, deleted) = author(conn, id).await?;
+        if deleted {
+            return Err(StoreError::NotFound);
+        }
+        let target = messages::table.find(id.as_uuid());
+        let changed = if pin {
+            let pins: i64 = messages::table
+                .filter(messages::channel_id.eq(channel_id.as_uuid()))
+                .filter(messages::pinned_at.is_not_null())
+                .count()
+                .get_result(conn)
+                .await?;
+            let already: bool = target.select(messages::pinned_at.is_not_null()).first(conn).await?;
+            if !already && pins >= MAX_PINS {
+                return Err(StoreError::Conflict("too_many_pins"));
+            }
+            diesel::update(target.filter(messages::pinned_at.is_null()))
+                .set((messages::pinned_at.eq(OffsetDateTime::now_utc()), messages::pinned_by.eq(by.id.as_uuid())))
+                .execute(conn)
+                .await?
+        } else {
+            diesel::update(target.filter(messages::pinned_at.is_not_null()))
+                .set((messages::pinned_at.eq(None::<OffsetDateTime>), messages::pinned_by.eq(None::<Uuid>)))
+                .execute(conn)
+                .await?
+        };
+        let body = if pin {
+            EventBody::MessagePinned { message_id: id, by: by.clone() }
+        } else {
+            EventBody::MessageUnpinned { message_id: id, by: by.clone() }
+        };
+        events::append_one(conn, channel_id, last_seq, (changed > 0).then_some(body)).await
+    })
+    .await
+}
+
+/// A channel's pinned messages, the newest pin first (at most [`MAX_PINS`], so one page).
+pub async fn pins(conn: &mut AsyncPgConnection, channel_id: ChannelId, viewer: UserId) -> StoreResult<Vec<Message>> {
+    let rows = messages::table
+        .filter(messages::channel_id.eq(channel_id.as_uuid()))
+        .filter(messages::pinned_at.is_not_null())
+        .order((messages::pinned_at.desc(), messages::id.desc()))
+        .limit(MAX_PINS)
+        .select(MessageRow::as_select())
+        .load(conn)
+        .await?;
+    hydrate(conn, rows, Some(viewer)).await
 }
 
 /// The author of a message and whether it is deleted.
@@ -425,7 +547,8 @@ pub async fn search(
 ) -> StoreResult<Vec<(Message, f32)>> {
     let hits: Vec<SearchHit> = diesel::sql_query(
         "SELECT m.id, m.channel_id, m.user_id, m.seq, m.parent_id, m.content, m.reply_count, m.created_at, \
-                m.edited_at, m.deleted, ts_rank(m.search, q) AS rank \
+                m.edited_at, m.deleted, m.mention_ids, m.mentions_everyone, m.pinned_at, m.pinned_by, \
+                ts_rank(m.search, q) AS rank \
          FROM messages m \
          JOIN memberships mb ON mb.channel_id = m.channel_id AND mb.user_id = $1, \
               websearch_to_tsquery('english', $2) q \

@@ -57,6 +57,7 @@ diesel::table! {
         user_id -> Uuid,
         last_read_seq -> Int8,
         joined_at -> Timestamptz,
+        role -> Text,
     }
 }
 
@@ -81,6 +82,10 @@ diesel::table! {
         created_at -> Timestamptz,
         edited_at -> Nullable<Timestamptz>,
         deleted -> Bool,
+        mention_ids -> Array<Uuid>,
+        mentions_everyone -> Bool,
+        pinned_at -> Nullable<Timestamptz>,
+        pinned_by -> Nullable<Uuid>,
     }
 }
 
@@ -137,6 +142,36 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    mentions (user_id, message_id) {
+        user_id -> Uuid,
+        message_id -> Uuid,
+        channel_id -> Uuid,
+        seq -> Int8,
+    }
+}
+
+diesel::table! {
+    blocks (blocker_id, blocked_id) {
+        blocker_id -> Uuid,
+        blocked_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> Uuid,
+        channel_id -> Uuid,
+        action -> Text,
+        actor_id -> Uuid,
+        target_user_id -> Nullable<Uuid>,
+        target_message_id -> Nullable<Uuid>,
+        reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(memberships -> channels (channel_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(channel_bans -> channels (channel_id));
@@ -160,4 +195,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     files,
     message_attachments,
     channel_events,
+    mentions,
+    blocks,
+    audit_log,
 );

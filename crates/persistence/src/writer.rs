@@ -14,7 +14,7 @@ use std::sync::Arc;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 pub use domain::NewMessage;
-use domain::{ChannelEvent, ChannelId, EventBody, EventSink, FileId, Message};
+use domain::{ChannelEvent, ChannelId, EventBody, EventSink, FileId, MentionNotice, Message};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -121,10 +121,13 @@ async fn commit_batch(db: &Database, sink: &dyn EventSink, channel_id: ChannelId
         Err(error) => Err(error),
     };
     match outcome {
-        Ok((results, events)) => {
+        Ok(Written { results, events, notices }) => {
             // Published before anyone is answered, so a sender's own connections see the
             // message no later than the sender hears it was created.
             sink.publish(events);
+            if !notices.is_empty() {
+                sink.notify(notices);
+            }
             for (reply, result) in replies.into_iter().zip(results) {
                 let _ = reply.send(result);
             }
@@ -152,6 +155,8 @@ struct Facts {
     members: HashSet<Uuid>,
     /// Authors who are not members and are banned (asked only when someone is refused).
     banned: HashSet<Uuid>,
+    /// In a DM or group DM: authors another member blocked.
+    blocked: HashSet<Uuid>,
     /// `(author, nonce)` seen in the last 24 hours → the message it named.
     nonces: HashMap<(Uuid, String), Uuid>,
     /// Parent id → (its channel, its own parent, deleted).
@@ -196,6 +201,20 @@ async fn load_facts(
             .filter(crate::schema::channel_bans::channel_id.eq(channel))
             .filter(crate::schema::channel_bans::user_id.eq_any(&outsiders))
             .select(crate::schema::channel_bans::user_id)
+            .load::<Uuid>(conn)
+            .await?
+            .into_iter()
+            .collect()
+    };
+
+    let blocked = if kind == domain::ChannelKind::Channel || members.is_empty() {
+        HashSet::new()
+    } else {
+        let members_here = memberships::table.filter(memberships::channel_id.eq(channel)).select(memberships::user_id);
+        crate::schema::blocks::table
+            .filter(crate::schema::blocks::blocked_id.eq_any(members.iter().copied().collect::<Vec<_>>()))
+            .filter(crate::schema::blocks::blocker_id.eq_any(members_here))
+            .select(crate::schema::blocks::blocked_id)
             .load::<Uuid>(conn)
             .await?
             .into_iter()
@@ -256,7 +275,7 @@ async fn load_facts(
             .into_iter()
             .collect()
     };
-    Ok((last_seq, Facts { kind: Some(kind), is_private, members, banned, nonces, parents, uploaders }))
+    Ok((last_seq, Facts { kind: Some(kind), is_private, members, banned, blocked, nonces, parents, uploaders }))
 }
 
 /// Decides each request of a batch from the facts alone: refused (and why), a repeat of an
@@ -271,12 +290,15 @@ fn plan(channel_id: ChannelId, facts: &Facts, requests: &[NewMessage]) -> Vec<Pl
         .map(|(index, request)| {
             let author = request.author.as_uuid();
             if !facts.members.contains(&author) {
-                let role = domain::Role::from_facts(false, false, facts.banned.contains(&author));
+                let role = domain::Role::from_facts(false, None, facts.banned.contains(&author));
                 let kind = facts.kind.unwrap_or(domain::ChannelKind::Channel);
                 let denied = domain::authorize(kind, facts.is_private, role, domain::Action::Post)
                     .err()
                     .unwrap_or(domain::Denied::Forbidden("join the channel first"));
                 return Plan::Refused(PostError::Denied(denied));
+            }
+            if facts.blocked.contains(&author) {
+                return Plan::Refused(PostError::Denied(domain::Denied::Blocked));
             }
             if let Some(nonce) = &request.nonce {
                 if let Some(existing) = facts.nonces.get(&(author, nonce.clone())) {
@@ -319,25 +341,33 @@ fn plan(channel_id: ChannelId, facts: &Facts, requests: &[NewMessage]) -> Vec<Pl
         .collect()
 }
 
+/// What a committed batch answers and publishes.
+struct Written {
+    results: Vec<Result<Posted, PostError>>,
+    events: Vec<ChannelEvent>,
+    notices: Vec<MentionNotice>,
+}
+
 /// One transaction for a channel's batch: lock and load the facts, plan, then write what
 /// the plan says.
 async fn write_batch(
     conn: &mut AsyncPgConnection,
     channel_id: ChannelId,
     requests: &[NewMessage],
-) -> StoreResult<(Vec<Result<Posted, PostError>>, Vec<ChannelEvent>)> {
+) -> StoreResult<Written> {
     let (last_seq, facts) = load_facts(conn, channel_id, requests).await?;
     let plans = plan(channel_id, &facts, requests);
-    apply(conn, channel_id, last_seq, requests, plans).await
+    apply(conn, channel_id, &facts, last_seq, requests, plans).await
 }
 
 async fn apply(
     conn: &mut AsyncPgConnection,
     channel_id: ChannelId,
+    facts: &Facts,
     last_seq: i64,
     requests: &[NewMessage],
     plans: Vec<Plan>,
-) -> StoreResult<(Vec<Result<Posted, PostError>>, Vec<ChannelEvent>)> {
+) -> StoreResult<Written> {
     let channel = channel_id.as_uuid();
     let now = OffsetDateTime::now_utc();
     let inserted: Vec<(&NewMessage, MessageRow)> = requests
@@ -349,6 +379,10 @@ async fn apply(
         })
         .map(|(request, n)| {
             let row = MessageRow {
+                mention_ids: Vec::new(),
+                mentions_everyone: false,
+                pinned_at: None,
+                pinned_by: None,
                 id: Uuid::now_v7(),
                 channel_id: channel,
                 user_id: request.author.as_uuid(),
@@ -363,12 +397,33 @@ async fn apply(
             (request, row)
         })
         .collect();
-    let rows: Vec<MessageRow> = inserted.iter().map(|(_, row)| row.clone()).collect();
+    let texts: Vec<(domain::UserId, &str)> =
+        inserted.iter().map(|(request, _)| (request.author, request.content.as_str())).collect();
+    let kind = facts.kind.unwrap_or(domain::ChannelKind::Channel);
+    let resolved = crate::mentions::resolve(conn, channel_id, kind, facts.is_private, &texts).await?;
+    let rows: Vec<MessageRow> = inserted
+        .iter()
+        .zip(&resolved)
+        .map(|((_, row), mentions)| MessageRow {
+            mention_ids: mentions.named.iter().map(|u| u.id.as_uuid()).collect(),
+            mentions_everyone: mentions.everyone,
+            ..row.clone()
+        })
+        .collect();
 
     let mut created: Vec<Message> = Vec::new();
     let mut events_out = Vec::new();
+    let mut notices = Vec::new();
     if !rows.is_empty() {
         diesel::insert_into(messages_table::table).values(&rows).execute(conn).await?;
+        crate::mentions::insert(
+            conn,
+            channel_id,
+            rows.iter()
+                .zip(&resolved)
+                .map(|(row, mentions)| (domain::MessageId::from_uuid(row.id), row.seq, mentions.notified.as_slice())),
+        )
+        .await?;
         let links: Vec<_> = inserted
             .iter()
             .flat_map(|(request, row)| {
@@ -428,6 +483,12 @@ async fn apply(
                 .await?;
         }
         created = messages::hydrate_fresh(conn, rows.clone(), !links.is_empty()).await?;
+        notices = created
+            .iter()
+            .zip(resolved)
+            .map(|(message, mentions)| MentionNotice { users: mentions.notified, message: Box::new(message.clone()) })
+            .filter(|notice| !notice.users.is_empty())
+            .collect();
         let bodies: Vec<EventBody> = created.iter().map(|m| EventBody::Message(Box::new(m.clone()))).collect();
         events_out = events::append(conn, channel_id, last_seq, bodies).await?;
     }
@@ -478,7 +539,7 @@ async fn apply(
             _ => result,
         })
         .collect();
-    Ok((results, events_out))
+    Ok(Written { results, events: events_out, notices })
 }
 
 #[cfg(test)]
@@ -506,6 +567,7 @@ mod tests {
                 Plan::Existing(_) => "existing".into(),
                 Plan::SameAs(i) => format!("same as {i}"),
                 Plan::Refused(PostError::Denied(domain::Denied::NotFound)) => "not found".into(),
+                Plan::Refused(PostError::Denied(domain::Denied::Blocked)) => "blocked".into(),
                 Plan::Refused(PostError::Denied(_)) => "forbidden".into(),
                 Plan::Refused(PostError::Invalid { field, .. }) => format!("invalid {field}"),
                 Plan::Refused(other) => format!("{other}"),
@@ -524,6 +586,15 @@ mod tests {
         check(&facts, &requests, &["insert 0", "forbidden", "forbidden", "insert 1"]);
         facts.is_private = true;
         check(&facts, &requests, &["insert 0", "not found", "not found", "insert 1"]);
+    }
+
+    #[test]
+    fn a_blocked_author_cannot_write_to_the_conversation() {
+        let (member, blocked) = (UserId::new(), UserId::new());
+        let mut facts = Facts { kind: Some(domain::ChannelKind::GroupDm), is_private: true, ..Facts::default() };
+        facts.members.extend([member.as_uuid(), blocked.as_uuid()]);
+        facts.blocked.insert(blocked.as_uuid());
+        check(&facts, &[request(blocked, None), request(member, None)], &["blocked", "insert 0"]);
     }
 
     #[test]

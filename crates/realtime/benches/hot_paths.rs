@@ -35,6 +35,9 @@ fn message_event(channel: ChannelId, seq: i64) -> ChannelEvent {
         user: author,
         attachments: Vec::new(),
         reactions: Vec::new(),
+        mentions: Vec::new(),
+        mentions_everyone: false,
+        pinned: false,
     };
     ChannelEvent::new(channel, seq, time::OffsetDateTime::now_utc(), EventBody::Message(Box::new(message)))
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use domain::{ChannelEvent, ChannelId, EventSink, MembershipChange, UserId, UserSummary};
+use domain::{ChannelEvent, ChannelId, EventSink, MembershipChange, MentionNotice, UserId, UserSummary};
 use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
@@ -139,6 +139,8 @@ struct ChannelState {
 pub trait Relay: Send + Sync {
     fn events(&self, events: &[ChannelEvent]);
     fn ephemeral(&self, channels: &[ChannelId], frame: &str);
+    /// A frame for every connection of these users (a `mention`).
+    fn to_users(&self, users: &[UserId], frame: &str);
     fn presence(&self, user: UserId, online: bool);
 }
 
@@ -493,6 +495,20 @@ impl Hub {
         }
     }
 
+    /// Sends a frame to every connection of `users` on this node. Like typing, it is live
+    /// only and may be dropped for a connection whose queue is full; what it announces can
+    /// be read back (`mention_count`, `GET /api/mentions`).
+    pub fn deliver_to_users(&self, users: &[UserId], frame: &Arc<str>) {
+        let registry = lock(&self.shared.registry);
+        for user in users {
+            for conn in registry.by_user.get(user).into_iter().flatten() {
+                if let Some(entry) = registry.conns.get(conn) {
+                    let _ = entry.tx.try_send(Outbound::Ephemeral(frame.clone()));
+                }
+            }
+        }
+    }
+
     /// Records that `user` got their first (or closed their last) connection on this node:
     /// other nodes are told, and everyone sharing a channel sees a `presence` frame unless
     /// the user is still online through another node.
@@ -510,6 +526,16 @@ impl Hub {
 impl EventSink for Hub {
     fn publish(&self, events: Vec<ChannelEvent>) {
         Hub::publish(self, events);
+    }
+
+    fn notify(&self, notices: Vec<MentionNotice>) {
+        for notice in notices {
+            let frame: Arc<str> = Arc::from(notice.to_frame());
+            if let Some(relay) = self.relay() {
+                relay.to_users(&notice.users, &frame);
+            }
+            self.deliver_to_users(&notice.users, &frame);
+        }
     }
 }
 

@@ -62,6 +62,12 @@ enum Wire {
         node: Uuid,
         users: Vec<UserId>,
     },
+    /// A frame for these users' connections (a `mention`).
+    ToUsers {
+        node: Uuid,
+        users: Vec<UserId>,
+        frame: String,
+    },
     PresenceChange {
         node: Uuid,
         user: UserId,
@@ -177,6 +183,10 @@ impl Relay for RedisRelay {
             &Wire::Ephemeral { node: self.node, channels: channels.to_vec(), frame: frame.to_owned() },
             Vec::new(),
         );
+    }
+
+    fn to_users(&self, users: &[UserId], frame: &str) {
+        self.send(&Wire::ToUsers { node: self.node, users: users.to_vec(), frame: frame.to_owned() }, Vec::new());
     }
 
     fn presence(&self, user: UserId, online: bool) {
@@ -320,6 +330,9 @@ fn receive(hub: &Hub, db: &Database, me: Uuid, wire: Wire) {
         }
         Wire::Ephemeral { node, channels, frame } if node != me => {
             hub.deliver_ephemeral(&channels, &Arc::from(frame), None);
+        }
+        Wire::ToUsers { node, users, frame } if node != me => {
+            hub.deliver_to_users(&users, &Arc::from(frame));
         }
         Wire::Presence { node, users } if node != me => {
             hub.presence().remote_snapshot(node, users.into_iter().collect::<HashSet<_>>());

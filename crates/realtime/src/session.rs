@@ -475,6 +475,9 @@ impl Connection {
                     PostError::Denied(domain::Denied::NotFound) | PostError::ChannelGone => {
                         ("not_found", "channel not found".to_owned())
                     }
+                    PostError::Denied(domain::Denied::Blocked) => {
+                        ("blocked", "someone in this conversation blocked you".to_owned())
+                    }
                     PostError::Denied(_) => ("forbidden", "you may not post in this channel".to_owned()),
                     PostError::Invalid { .. } => ("validation_error", error.to_string()),
                     PostError::Store(_) | PostError::Closed => {

@@ -1,18 +1,18 @@
 //! Channels, membership, DMs and moderation (docs/api.md section 4).
 
-use actix_web::{HttpResponse, delete, get, patch, post, put, web};
-use domain::{Action, ChannelDescription, ChannelId, ChannelName, Cursor, Limit, UserSummary};
-use persistence::channels::{self, ChannelChanges};
-use persistence::{AsyncPgConnection, users};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
+use domain::{Action, ChannelDescription, ChannelId, ChannelName, Cursor, Limit, MemberRole, UserSummary};
+use persistence::channels::{self, ChannelChanges, Moderation};
+use persistence::{AsyncPgConnection, audit, blocks, users};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::auth::Problems;
-use crate::dto::{ChannelDto, Page, UserDto};
+use crate::dto::{ChannelDto, MessageDto, Page, UserDto, UserSummaryDto};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{AuthUser, JsonBody};
+use crate::extract::{AuthUser, JsonBody, audit_reason};
 use crate::guard::channel_access;
 use crate::state::AppState;
 
@@ -22,6 +22,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(list_channels)
         .service(my_channels)
         .service(open_dm)
+        .service(open_group_dm)
         .service(get_channel)
         .service(update_channel)
         .service(delete_channel)
@@ -32,6 +33,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(ban)
         .service(unban)
         .service(banned_users)
+        .service(kick)
+        .service(set_role)
+        .service(transfer)
+        .service(audit_log)
+        .service(pins)
         .service(mark_read);
 }
 
@@ -95,6 +101,9 @@ pub struct MyChannel {
     pub last_read_seq: i64,
     /// Other users' messages after the read marker.
     pub unread_count: i64,
+    /// Messages after the read marker that mention the caller (by name, `@channel` or
+    /// `@here`).
+    pub mention_count: i64,
 }
 
 /// `{id, username, display_name}` of a banned user.
@@ -212,6 +221,7 @@ pub async fn my_channels(
             last_seq: s.last_seq,
             last_read_seq: s.last_read_seq,
             unread_count: s.unread_count,
+            mention_count: s.mention_count,
         },
     )))
 }
@@ -233,6 +243,7 @@ pub async fn open_dm(
     let mut conn = state.conn().await?;
     let me = caller_summary(&mut conn, &caller).await?;
     let other = user_by_name(&mut conn, &username).await?;
+    refuse_if_blocked(&mut conn, std::slice::from_ref(&other), &me).await?;
     let (channel, created) = channels::open_dm(&mut conn, &me, &other).await?.publish(&state.hub);
     let dto = ChannelDto::from(&channel);
     Ok(if created { HttpResponse::Created().json(dto) } else { HttpResponse::Ok().json(dto) })
@@ -274,7 +285,7 @@ pub async fn update_channel(
     problems.finish()?;
     let channel_id = ChannelId::from_uuid(*id);
     let mut conn = state.conn().await?;
-    channel_access(&mut conn, channel_id, caller.id(), Action::Moderate).await?;
+    channel_access(&mut conn, channel_id, caller.id(), Action::Administer).await?;
     let channel =
         channels::update(&mut conn, channel_id, ChannelChanges { name, description }).await?.publish(&state.hub);
     Ok(web::Json(ChannelDto::from(&channel)))
@@ -290,7 +301,7 @@ pub async fn delete_channel(
 ) -> ApiResult<HttpResponse> {
     let channel_id = ChannelId::from_uuid(*id);
     let mut conn = state.conn().await?;
-    channel_access(&mut conn, channel_id, caller.id(), Action::Moderate).await?;
+    channel_access(&mut conn, channel_id, caller.id(), Action::Administer).await?;
     channels::delete(&mut conn, channel_id, caller.id()).await?.publish(&state.hub);
     Ok(HttpResponse::NoContent().finish())
 }
@@ -351,8 +362,8 @@ pub async fn list_members(
     Ok(web::Json(Page::from_rows(
         rows,
         limit.get(),
-        |u| u.id.to_string(),
-        |u| UserDto::public(&u, presence.is_online(u.id)),
+        |(u, _)| u.id.to_string(),
+        |(u, role)| UserDto::member(&u, presence.is_online(u.id), role),
     )))
 }
 
@@ -379,31 +390,40 @@ pub async fn add_member(
     Ok(web::Json(ChannelDto::from(&channel)))
 }
 
-/// Ban a user (owner): they leave at once and cannot read, post, react, join or be re-added
-/// until unbanned. Banning twice is harmless. The owner cannot be banned (409).
-#[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path), ("username" = String, Path)), responses((status = 200, body = ChannelWithBans), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+/// Ban a user (owner; moderators ban plain members): they leave at once and cannot read,
+/// post, react, join or be re-added until unbanned. Banning twice is harmless. The owner
+/// cannot be banned (409). Recorded in the audit log with `X-Audit-Reason`.
+#[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path), ("username" = String, Path), AuditReasonHeader), responses((status = 200, body = ChannelWithBans), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/channels/{id}/ban-by-username/{username}")]
 pub async fn ban(
     state: web::Data<AppState>,
     caller: AuthUser,
+    req: HttpRequest,
     path: web::Path<(Uuid, String)>,
 ) -> ApiResult<web::Json<ChannelWithBans>> {
+    let reason = audit_reason(&req)?;
     let (mut conn, access, target) = channel_and_target(&state, &caller, path.into_inner(), Action::Moderate).await?;
-    domain::access::may_ban(target.id == access.channel.owner_id)?;
-    let channel = channels::ban(&mut conn, access.channel.id, &target, caller.id()).await?.publish(&state.hub);
+    let me = caller_summary(&mut conn, &caller).await?;
+    let moderation = Moderation { by: &me, reason: reason.as_ref() };
+    let channel = channels::ban(&mut conn, access.channel.id, &target, moderation).await?.publish(&state.hub);
     Ok(web::Json(with_bans(&mut conn, &channel).await?))
 }
 
-/// Lift a ban (owner). Unbanning someone who is not banned is harmless.
-#[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path), ("username" = String, Path)), responses((status = 200, body = ChannelWithBans), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+/// Lift a ban (owner; moderators for plain members). Unbanning someone who is not banned is
+/// harmless. Recorded in the audit log with `X-Audit-Reason`.
+#[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path), ("username" = String, Path), AuditReasonHeader), responses((status = 200, body = ChannelWithBans), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[post("/channels/{id}/unban-by-username/{username}")]
 pub async fn unban(
     state: web::Data<AppState>,
     caller: AuthUser,
+    req: HttpRequest,
     path: web::Path<(Uuid, String)>,
 ) -> ApiResult<web::Json<ChannelWithBans>> {
+    let reason = audit_reason(&req)?;
     let (mut conn, access, target) = channel_and_target(&state, &caller, path.into_inner(), Action::Moderate).await?;
-    let channel = channels::unban(&mut conn, access.channel.id, &target).await?.publish(&state.hub);
+    let me = caller_summary(&mut conn, &caller).await?;
+    let moderation = Moderation { by: &me, reason: reason.as_ref() };
+    let channel = channels::unban(&mut conn, access.channel.id, &target, moderation).await?.publish(&state.hub);
     Ok(web::Json(with_bans(&mut conn, &channel).await?))
 }
 
@@ -462,4 +482,272 @@ pub async fn mark_read(
     }
     channels::mark_read(&mut conn, channel_id, caller.id(), body.0.seq).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `403 blocked` when any of `others` blocked `me`.
+async fn refuse_if_blocked(conn: &mut AsyncPgConnection, others: &[UserSummary], me: &UserSummary) -> ApiResult<()> {
+    let ids: Vec<domain::UserId> = others.iter().map(|u| u.id).collect();
+    if blocks::any_blocks(conn, &ids, me.id).await? { Err(domain::Denied::Blocked.into()) } else { Ok(()) }
+}
+
+/// The optional `X-Audit-Reason` header of moderation requests.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct AuditReasonHeader {
+    /// Why, for the channel's audit log (at most 512 characters).
+    #[param(rename = "X-Audit-Reason", example = "spam")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct GroupDmRequest {
+    /// The other 2 to 8 people (the caller is added).
+    #[schema(example = json!(["alice", "bob"]))]
+    pub usernames: Vec<String>,
+}
+
+/// The group DM of the caller and 2–8 others: 201 when created, 200 for the existing one of
+/// the same people (concurrent calls give one channel; calling again re-adds a caller who
+/// left). 403 `blocked` when one of them blocked the caller.
+#[utoipa::path(
+    tag = "channels",
+    security(("bearer" = [])),
+    request_body = GroupDmRequest,
+    responses(
+        (status = 201, body = ChannelDto),
+        (status = 200, body = ChannelDto),
+        (status = 403, description = "`blocked`", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    )
+)]
+#[post("/channels/group-dm")]
+pub async fn open_group_dm(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    body: JsonBody<GroupDmRequest>,
+) -> ApiResult<HttpResponse> {
+    let mut conn = state.conn().await?;
+    let me = caller_summary(&mut conn, &caller).await?;
+    let mut names: Vec<domain::Username> = Vec::new();
+    for raw in &body.0.usernames {
+        let name = domain::Username::parse(raw)
+            .map_err(|_| ApiError::validation("usernames", format!("{raw:?} is not a username")))?;
+        if name.key() != me.username.key() && !names.iter().any(|n| n.key() == name.key()) {
+            names.push(name);
+        }
+    }
+    let others_allowed =
+        (domain::channel::GROUP_DM_MEMBERS.start() - 1)..=(domain::channel::GROUP_DM_MEMBERS.end() - 1);
+    if !others_allowed.contains(&names.len()) {
+        return Err(ApiError::validation("usernames", "must name 2 to 8 other people"));
+    }
+    let mut others = Vec::with_capacity(names.len());
+    for name in &names {
+        others.push(user_by_name(&mut conn, name.as_str()).await?);
+    }
+    refuse_if_blocked(&mut conn, &others, &me).await?;
+    let (channel, created) = channels::open_group_dm(&mut conn, &me, &others).await?.publish(&state.hub);
+    let dto = ChannelDto::from(&channel);
+    Ok(if created { HttpResponse::Created().json(dto) } else { HttpResponse::Ok().json(dto) })
+}
+
+/// Remove a member (owner; moderators remove plain members). Unlike a ban they may join a
+/// public channel again. Their sockets get `member_removed` and nothing of the channel
+/// after it. Recorded in the audit log with `X-Audit-Reason`.
+#[utoipa::path(
+    tag = "channels",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("username" = String, Path), AuditReasonHeader),
+    responses(
+        (status = 204),
+        (status = 403, body = ErrorBody),
+        (status = 404, description = "No such channel, user or member", body = ErrorBody),
+        (status = 409, description = "The owner cannot be removed", body = ErrorBody),
+    )
+)]
+#[delete("/channels/{id}/members/{username}")]
+pub async fn kick(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    req: HttpRequest,
+    path: web::Path<(Uuid, String)>,
+) -> ApiResult<HttpResponse> {
+    let reason = audit_reason(&req)?;
+    let (mut conn, access, target) = channel_and_target(&state, &caller, path.into_inner(), Action::Moderate).await?;
+    let me = caller_summary(&mut conn, &caller).await?;
+    let moderation = Moderation { by: &me, reason: reason.as_ref() };
+    channels::kick(&mut conn, access.channel.id, &target, moderation).await.map_err(not_a_member)?.publish(&state.hub);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn not_a_member(error: persistence::StoreError) -> ApiError {
+    match error {
+        persistence::StoreError::NotFound => ApiError::not_found("member"),
+        other => other.into(),
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RoleRequest {
+    /// `moderator` or `member` (ownership moves by a transfer).
+    #[schema(example = "moderator")]
+    pub role: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoleResponse {
+    pub user: UserSummaryDto,
+    #[schema(example = "moderator")]
+    pub role: &'static str,
+}
+
+/// Make a member a moderator, or a moderator a plain member (owner). Writes
+/// `member_role_changed`; recorded in the audit log with `X-Audit-Reason`.
+#[utoipa::path(
+    tag = "channels",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("username" = String, Path), AuditReasonHeader),
+    request_body = RoleRequest,
+    responses(
+        (status = 200, body = RoleResponse),
+        (status = 403, body = ErrorBody),
+        (status = 404, description = "No such channel, user or member", body = ErrorBody),
+        (status = 409, description = "`owner_role`: the owner's role changes by a transfer", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    )
+)]
+#[put("/channels/{id}/members/{username}/role")]
+pub async fn set_role(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    req: HttpRequest,
+    path: web::Path<(Uuid, String)>,
+    body: JsonBody<RoleRequest>,
+) -> ApiResult<web::Json<RoleResponse>> {
+    let role = match body.0.role.as_str() {
+        "moderator" => MemberRole::Moderator,
+        "member" => MemberRole::Member,
+        _ => return Err(ApiError::validation("role", "must be \"moderator\" or \"member\"")),
+    };
+    let reason = audit_reason(&req)?;
+    let (mut conn, access, target) = channel_and_target(&state, &caller, path.into_inner(), Action::Administer).await?;
+    let me = caller_summary(&mut conn, &caller).await?;
+    let moderation = Moderation { by: &me, reason: reason.as_ref() };
+    let role = channels::set_role(&mut conn, access.channel.id, &target, role, moderation)
+        .await
+        .map_err(not_a_member)?
+        .publish(&state.hub);
+    Ok(web::Json(RoleResponse { user: (&target).into(), role: role.as_str() }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TransferRequest {
+    /// A member, who becomes the owner.
+    #[schema(example = "alice")]
+    pub username: String,
+}
+
+/// Hand the channel to another member (owner); the old owner becomes a moderator. Writes
+/// `channel_owner_changed`; recorded in the audit log with `X-Audit-Reason`.
+#[utoipa::path(
+    tag = "channels",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path), AuditReasonHeader),
+    request_body = TransferRequest,
+    responses(
+        (status = 200, body = ChannelDto),
+        (status = 403, body = ErrorBody),
+        (status = 404, description = "No such channel or user", body = ErrorBody),
+        (status = 409, description = "`not_a_member`", body = ErrorBody),
+    )
+)]
+#[post("/channels/{id}/transfer")]
+pub async fn transfer(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+    body: JsonBody<TransferRequest>,
+) -> ApiResult<web::Json<ChannelDto>> {
+    let reason = audit_reason(&req)?;
+    let (mut conn, access, target) =
+        channel_and_target(&state, &caller, (*id, body.0.username), Action::Administer).await?;
+    let me = caller_summary(&mut conn, &caller).await?;
+    let moderation = Moderation { by: &me, reason: reason.as_ref() };
+    let channel = channels::transfer(&mut conn, access.channel.id, &target, moderation).await?.publish(&state.hub);
+    Ok(web::Json(ChannelDto::from(&channel)))
+}
+
+/// One moderation action.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntryDto {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    /// `ban`, `unban`, `kick`, `role_change`, `transfer` or `message_deleted`.
+    #[schema(example = "kick")]
+    pub action: &'static str,
+    pub actor: UserSummaryDto,
+    pub target_user: Option<UserSummaryDto>,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub target_message_id: Option<Uuid>,
+    #[schema(example = "spam")]
+    pub reason: Option<String>,
+    #[schema(example = "2025-01-09T12:01:00.000Z")]
+    pub created_at: String,
+}
+
+/// The channel's moderation actions, newest first (owner and moderators).
+#[utoipa::path(
+    tag = "channels",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path), PageQuery),
+    responses((status = 200, body = Page<AuditEntryDto>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+#[get("/channels/{id}/audit-log")]
+pub async fn audit_log(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    query: web::Query<PageQuery>,
+) -> ApiResult<web::Json<Page<AuditEntryDto>>> {
+    let (limit, before) = query.parse()?;
+    let channel_id = ChannelId::from_uuid(*id);
+    let mut conn = state.conn().await?;
+    channel_access(&mut conn, channel_id, caller.id(), Action::Moderate).await?;
+    let rows = audit::page(&mut conn, channel_id, before, limit.get() + 1).await?;
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit.get(),
+        |e| e.id.to_string(),
+        |e| AuditEntryDto {
+            id: e.id,
+            action: e.action.as_str(),
+            actor: (&e.actor).into(),
+            target_user: e.target_user.as_ref().map(Into::into),
+            target_message_id: e.target_message_id.map(|m| m.as_uuid()),
+            reason: e.reason,
+            created_at: domain::timestamp::format(e.created_at),
+        },
+    )))
+}
+
+/// The channel's pinned messages, newest pin first (at most 100, one page).
+#[utoipa::path(
+    tag = "channels",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = Page<MessageDto>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+#[get("/channels/{id}/pins")]
+pub async fn pins(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+) -> ApiResult<web::Json<Page<MessageDto>>> {
+    let channel_id = ChannelId::from_uuid(*id);
+    let mut conn = state.conn().await?;
+    channel_access(&mut conn, channel_id, caller.id(), Action::Read).await?;
+    let pinned = persistence::messages::pins(&mut conn, channel_id, caller.id()).await?;
+    Ok(web::Json(Page { items: pinned.iter().map(MessageDto::from).collect(), next_cursor: None }))
 }

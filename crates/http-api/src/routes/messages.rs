@@ -1,6 +1,6 @@
 //! Messages, threads, reactions and search (docs/api.md section 5).
 
-use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
 use domain::{Action, ChannelId, Cursor, Emoji, FileId, Limit, MessageContent, MessageId, ReactionDetail, SearchText};
 use persistence::messages::{self, HistoryPage};
 use persistence::writer::{NewMessage, PostError};
@@ -26,6 +26,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(add_reaction)
         .service(remove_reaction)
         .service(list_reactions)
+        .service(pin)
+        .service(unpin)
+        .service(my_mentions)
         .service(search);
 }
 
@@ -254,19 +257,23 @@ pub async fn edit_message(
     Ok(web::Json(MessageDto::from(&message)))
 }
 
-/// Delete a message (its author, or the channel owner). A tombstone stays.
-#[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+/// Delete a message (its author; the channel owner; a moderator, others' than the owner's
+/// and moderators'). A tombstone stays. A deletion by someone else is recorded in the
+/// audit log with `X-Audit-Reason`.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path), crate::routes::channels::AuditReasonHeader), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[delete("/chat/messages/{id}")]
 pub async fn delete_message(
     state: web::Data<AppState>,
     caller: AuthUser,
+    req: HttpRequest,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     let id = MessageId::from_uuid(*id);
+    let reason = crate::extract::audit_reason(&req)?;
     let mut conn = state.conn().await?;
     message_access(&mut conn, id, &caller, Action::Read).await?;
-    // Author or channel owner, decided under the channel lock.
-    messages::delete(&mut conn, id, caller.id()).await?.publish(&state.hub);
+    // Author, owner or moderator, decided under the channel lock.
+    messages::delete(&mut conn, id, caller.id(), reason.as_ref()).await?.publish(&state.hub);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -415,4 +422,66 @@ pub async fn search(
         |(m, rank)| format!("{rank}/{}", m.id),
         |(m, _)| MessageDto::from(&m),
     )))
+}
+
+/// Pin a message for its channel (members; idempotent). A channel holds at most 100 pins
+/// (409 `too_many_pins`). Writes `message_pinned`.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "`too_many_pins`", body = ErrorBody)))]
+#[put("/chat/messages/{id}/pin")]
+pub async fn pin(state: web::Data<AppState>, caller: AuthUser, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    set_pinned(&state, &caller, MessageId::from_uuid(*id), true).await
+}
+
+/// Unpin a message (members; idempotent). Writes `message_unpinned`.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[delete("/chat/messages/{id}/pin")]
+pub async fn unpin(state: web::Data<AppState>, caller: AuthUser, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    set_pinned(&state, &caller, MessageId::from_uuid(*id), false).await
+}
+
+async fn set_pinned(state: &AppState, caller: &AuthUser, id: MessageId, pinned: bool) -> ApiResult<HttpResponse> {
+    let mut conn = state.conn().await?;
+    message_access(&mut conn, id, caller, Action::Post).await?;
+    let me = users::summary(&mut conn, caller.id()).await.map_err(crate::accounts::account_gone)?;
+    messages::set_pinned(&mut conn, id, &me, pinned)
+        .await
+        .map_err(|e| match e {
+            persistence::StoreError::NotFound => ApiError::not_found("message"),
+            other => other.into(),
+        })?
+        .publish(&state.hub);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct MentionsQuery {
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub before: Option<String>,
+}
+
+/// Messages that mention the caller (by name, `@channel` or `@here`), newest first, from
+/// channels they can still read.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(MentionsQuery), responses((status = 200, body = Page<MessageDto>), (status = 422, body = ErrorBody)))]
+#[get("/mentions")]
+pub async fn my_mentions(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    query: web::Query<MentionsQuery>,
+) -> ApiResult<web::Json<Page<MessageDto>>> {
+    let limit = Limit::parse(query.limit)?;
+    let before = query
+        .before
+        .as_deref()
+        .map(|raw| {
+            Cursor::decode(raw, "before")?
+                .parse::<Uuid>()
+                .map(MessageId::from_uuid)
+                .map_err(|_| domain::DomainError::invalid("before", "is not a valid cursor"))
+        })
+        .transpose()?;
+    let mut conn = state.conn().await?;
+    let rows = persistence::mentions::page(&mut conn, caller.id(), before, limit.get() + 1).await?;
+    Ok(web::Json(Page::from_rows(rows, limit.get(), |m| m.id.to_string(), |m| MessageDto::from(&m))))
 }

@@ -1,6 +1,6 @@
 //! Users (docs/api.md section 3).
 
-use actix_web::{get, patch, web};
+use actix_web::{HttpResponse, delete, get, patch, put, web};
 use domain::{Cursor, DisplayName, Email, Limit, Password, SearchText, User, Username};
 use persistence::AsyncPgConnection;
 use persistence::users::{self, UserChanges};
@@ -17,7 +17,13 @@ use crate::state::AppState;
 use crate::throttle;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(get_me).service(update_me).service(list_users).service(get_user);
+    cfg.service(get_me)
+        .service(update_me)
+        .service(list_blocks)
+        .service(list_users)
+        .service(get_user)
+        .service(block)
+        .service(unblock);
 }
 
 pub async fn own_account(state: &AppState, caller: &AuthUser) -> ApiResult<UserDto> {
@@ -186,4 +192,73 @@ pub async fn user_named(conn: &mut AsyncPgConnection, raw: &str) -> ApiResult<Us
         persistence::StoreError::NotFound => ApiError::not_found("user"),
         other => other.into(),
     })
+}
+
+/// Block a user (idempotent): they cannot open or write to a DM or group DM with you, and
+/// their mentions of you notify nothing. Shared channels are unaffected.
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(("username" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 422, description = "Blocking yourself", body = ErrorBody)))]
+#[put("/users/{username}/block")]
+pub async fn block(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    username: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let mut conn = state.conn().await?;
+    let target = user_named(&mut conn, &username).await?;
+    if target.id == caller.id() {
+        return Err(ApiError::validation("username", "you cannot block yourself"));
+    }
+    persistence::blocks::block(&mut conn, caller.id(), target.id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Unblock a user (idempotent).
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(("username" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+#[delete("/users/{username}/block")]
+pub async fn unblock(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    username: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let mut conn = state.conn().await?;
+    let target = user_named(&mut conn, &username).await?;
+    persistence::blocks::unblock(&mut conn, caller.id(), target.id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct BlocksQuery {
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub after: Option<String>,
+}
+
+/// The users the caller blocked, in user-id order.
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(BlocksQuery), responses((status = 200, body = Page<UserDto>), (status = 422, body = ErrorBody)))]
+#[get("/users/me/blocks")]
+pub async fn list_blocks(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    query: web::Query<BlocksQuery>,
+) -> ApiResult<web::Json<Page<UserDto>>> {
+    let limit = Limit::parse(query.limit)?;
+    let after = query
+        .after
+        .as_deref()
+        .map(|raw| {
+            Cursor::decode(raw, "after")?
+                .parse::<uuid::Uuid>()
+                .map_err(|_| domain::DomainError::invalid("after", "is not a valid cursor"))
+        })
+        .transpose()?;
+    let mut conn = state.conn().await?;
+    let rows = persistence::blocks::blocked_by(&mut conn, caller.id(), after, limit.get() + 1).await?;
+    let presence = state.hub.presence();
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit.get(),
+        |u| u.id.to_string(),
+        |u| UserDto::public(&u, presence.is_online(u.id)),
+    )))
 }

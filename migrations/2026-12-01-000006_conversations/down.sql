@@ -1,0 +1,11 @@
+DROP TABLE audit_log;
+DROP TABLE blocks;
+DROP TABLE mentions;
+DROP INDEX messages_pins;
+ALTER TABLE messages DROP COLUMN pinned_by, DROP COLUMN pinned_at, DROP COLUMN mentions_everyone, DROP COLUMN mention_ids;
+ALTER TABLE memberships DROP COLUMN role;
+DELETE FROM channels WHERE kind = 'group_dm';
+ALTER TABLE channels DROP CONSTRAINT channels_dm_key_check;
+ALTER TABLE channels ADD CONSTRAINT channels_check CHECK ((kind = 'dm') = (dm_key IS NOT NULL));
+ALTER TABLE channels DROP CONSTRAINT channels_kind_check;
+ALTER TABLE channels ADD CONSTRAINT channels_kind_check CHECK (kind IN ('channel', 'dm'));
