@@ -31,7 +31,8 @@ function fail(error) {
   toast(error?.message || String(error));
 }
 
-function isDm(channel) { return channel.kind === 'dm'; }
+// DMs and group DMs share the sidebar's "Direct messages" list.
+function isDm(channel) { return channel.kind === 'dm' || channel.kind === 'group_dm'; }
 
 function dmPeer(channel) {
   const names = channel.name.replace(/^dm:/, '').split(':');
@@ -41,6 +42,7 @@ function dmPeer(channel) {
 
 function channelLabel(channel) {
   if (!isDm(channel)) return `# ${channel.name}`;
+  if (channel.kind === 'group_dm') return channel.name;
   const peer = dmPeer(channel);
   return peer === state.me.username ? `${peer} (you)` : peer;
 }
@@ -161,7 +163,7 @@ async function refreshChannels() {
   renderChannelList();
   // Presence of DM partners: the socket reports changes, this gives the starting point.
   for (const channel of fresh.values()) {
-    if (!isDm(channel)) continue;
+    if (channel.kind !== 'dm') continue;
     const peer = dmPeer(channel);
     api.user(peer).then((user) => { state.online.set(user.id, user.online); channel.peer_id = user.id; renderChannelList(); renderHeader(); }).catch(() => {});
   }
@@ -178,14 +180,14 @@ function showConnection(status, seconds) {
 
 function renderChannelList() {
   const channels = [...state.channels.values()].filter((c) => !isDm(c)).sort((a, b) => a.name.localeCompare(b.name));
-  const dms = [...state.channels.values()].filter(isDm).sort((a, b) => dmPeer(a).localeCompare(dmPeer(b)));
+  const dms = [...state.channels.values()].filter(isDm).sort((a, b) => channelLabel(a).localeCompare(channelLabel(b)));
   const item = (channel) => {
     const unread = channel.id === state.current ? 0 : channel.unread_count || 0;
     const mentions = channel.id === state.current ? 0 : channel.mention_count || 0;
     const online = channel.peer_id ? state.online.get(channel.peer_id) : undefined;
     return el('li', { class: `channel${channel.id === state.current ? ' active' : ''}${unread ? ' unread' : ''}`, dataset: { channelId: channel.id } },
       el('button', { type: 'button', onclick: () => openChannel(channel.id) },
-        isDm(channel) ? el('span', { class: `presence${online ? ' on' : ''}`, title: online ? 'online' : 'offline' }) : null,
+        channel.kind === 'dm' ? el('span', { class: `presence${online ? ' on' : ''}`, title: online ? 'online' : 'offline' }) : null,
         el('span', { class: 'channel-name', text: isDm(channel) ? channelLabel(channel) : channel.name }),
         channel.is_private && !isDm(channel) ? el('span', { class: 'lock', title: 'private', text: '🔒' }) : null,
         mentions ? el('span', { class: 'badge mention', title: `${mentions} mentions`, text: `@${mentions}` }) : null,
@@ -226,7 +228,7 @@ function renderHeader() {
   const channel = state.channels.get(state.current);
   if (!channel) return;
   let meta;
-  if (isDm(channel)) {
+  if (channel.kind === 'dm') {
     const online = channel.peer_id ? state.online.get(channel.peer_id) : undefined;
     meta = online === undefined ? 'Direct message' : online ? 'Online' : 'Offline';
   } else {
@@ -694,7 +696,8 @@ async function handleFrame(frame) {
         // The list's counts already include events up to its last_seq.
         const counted = data.seq <= (channel.last_seq ?? 0);
         if (!counted) channel.unread_count = (channel.unread_count || 0) + 1;
-        const mentioned = new RegExp(`@${state.me.username.replace(/[.]/g, '\\.')}\\b`, 'i').test(data.content);
+        // The server resolved who the message mentions (docs/api.md section 11).
+        const mentioned = data.mentions_everyone || (data.mentions ?? []).some((m) => m.id === state.me.id);
         if (mentioned && (channel.mentions_local || !counted)) channel.mention_count = (channel.mention_count || 0) + 1;
         renderChannelList();
       }
