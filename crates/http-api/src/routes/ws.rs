@@ -24,9 +24,13 @@ pub struct WsQuery {
 /// Frames are JSON text `{"type": ..., "data": {...}}`. The server sends `ready`
 /// `{session_id, user, channels: [{id, last_seq, last_read_seq}]}` first, then channel events
 /// (`message`, `message_updated`, `message_deleted`, `reaction_added`, `reaction_removed`,
-/// `member_joined`, `member_left`, `member_banned`, `member_unbanned`, `channel_updated`,
-/// `channel_deleted` — each `data` has `channel_id` and `seq`, strictly increasing per
-/// channel with no gaps), ephemeral `typing` and `presence`, `ack {nonce, id, seq}` for
+/// `message_pinned {message_id, by}`, `message_unpinned {message_id, by}`, `member_joined`,
+/// `member_left`, `member_banned`, `member_unbanned`, `member_removed {user, by}` (a kick),
+/// `member_role_changed {user, role}`, `channel_owner_changed {owner, previous_owner}`,
+/// `channel_updated`, `channel_deleted` — each `data` has `channel_id` and `seq`, strictly
+/// increasing per channel with no gaps; messages carry `mentions`, `mentions_everyone` and
+/// `pinned`), ephemeral `typing`, `presence` and `mention {channel_id, message}` (to each
+/// user a message notifies), `ack {nonce, id, seq}` for
 /// messages sent over the socket, `error {code, detail}`, `pong`, and `resync_required
 /// {channel_id}` when a resume reaches past the kept log. Clients send `ping`, `typing
 /// {channel_id}`, `message {channel_id, content, parent_id?, nonce}` and `resume {channels:
@@ -35,8 +39,8 @@ pub struct WsQuery {
 /// 4008 slow consumer (reconnect and resume).
 ///
 /// A connection's rights follow the database at each event's seq: it receives its user's
-/// `member_joined` and everything after; a `member_left`, `member_banned` or
-/// `channel_deleted` is the last event of that channel it receives. A `resume` of a channel
+/// `member_joined` and everything after; a `member_left`, `member_banned`, `member_removed`
+/// or `channel_deleted` is the last event of that channel it receives. A `resume` of a channel
 /// the user no longer belongs to gives only that last event (if it is newer than the seq
 /// given), or an `error` `not_found`.
 #[utoipa::path(
