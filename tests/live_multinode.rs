@@ -183,6 +183,55 @@ async fn a_kick_and_a_role_change_on_one_node_reach_sockets_on_the_other_at_thei
     assert_eq!(kick_seq, after["seq"].as_i64().unwrap() - 1);
 }
 
+/// Pins, a transfer, a new group DM and a channel's deletion, made on node a, reach a socket
+/// on node b, each at the seq it took, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pins_transfers_group_dms_and_deletion_on_one_node_reach_the_other_in_seq_order() {
+    let namespace = format!("live-{}", uuid::Uuid::new_v4().simple());
+    let a = TestApp::spawn_with(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
+    let b = a.spawn_sibling(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
+    let (alice, bob, general) = alice_and_bob(&a, &b).await;
+    a.user("carol").await;
+    let mut bob_on_b = b.connect(&bob).await;
+
+    let message = a.post_message(&alice, &general, "pin me").await;
+    let pin = format!("/api/chat/messages/{}/pin", message["id"].as_str().unwrap());
+    a.client.put(&pin, Some(&alice), &json!({})).await.assert_status(204);
+    a.client.delete(&pin, Some(&alice)).await.assert_status(204);
+    a.client
+        .post(&format!("/api/channels/{general}/transfer"), Some(&alice), &json!({"username": "bob"}))
+        .await
+        .assert_status(200);
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let frame = bob_on_b.next_json().await;
+        if frame["data"]["channel_id"] == general {
+            seen.push((frame["type"].as_str().unwrap().to_owned(), frame["data"]["seq"].as_i64().unwrap()));
+        }
+    }
+    let first = message["seq"].as_i64().unwrap();
+    let expected: Vec<(String, i64)> = ["message", "message_pinned", "message_unpinned", "channel_owner_changed"]
+        .iter()
+        .zip(first..)
+        .map(|(kind, seq)| ((*kind).to_owned(), seq))
+        .collect();
+    assert_eq!(seen, expected);
+
+    // A group DM opened on a reaches bob's open socket on b: his join, then its messages.
+    let group = a.client.post("/api/channels/group-dm", Some(&alice), &json!({"usernames": ["bob", "carol"]})).await;
+    let group = group.assert_status(201)["id"].as_str().unwrap().to_owned();
+    let hello = a.post_message(&alice, &group, "hello both").await;
+    let joined = bob_on_b.next_of("member_joined").await;
+    assert_eq!(joined["data"]["channel_id"], group);
+    let got = bob_on_b.next_of("message").await;
+    assert_eq!(got["data"]["id"], hello["id"]);
+
+    // Bob now owns general; deleting it on a is the last thing b's socket gets of it.
+    a.client.delete(&format!("/api/channels/{general}"), Some(&bob)).await.assert_status(204);
+    let deleted = bob_on_b.next_of("channel_deleted").await;
+    assert_eq!(deleted["data"]["channel_id"], general);
+}
+
 /// A mention posted on node a reaches the mentioned user's socket on node b as a `mention`
 /// frame, and no one else's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
