@@ -695,38 +695,13 @@ pub async fn open_dm(
     b: &UserSummary,
 ) -> StoreResult<Committed<(Channel, bool)>> {
     let (first, second) = if a.id <= b.id { (a, b) } else { (b, a) };
-    let key = format!("{}:{}", first.id, second.id);
-    conn.transaction::<_, StoreError, _>(async |conn| {
-        let row = ChannelRow {
-            id: Uuid::now_v7(),
-            name: ChannelName::for_dm(first.username.as_str(), second.username.as_str()).as_str().to_owned(),
-            description: None,
-            owner_id: a.id.as_uuid(),
-            is_private: true,
-            kind: ChannelKind::Dm.as_str().to_owned(),
-            dm_key: Some(key.clone()),
-            last_seq: 0,
-            member_count: 0,
-            created_at: OffsetDateTime::now_utc(),
-        };
-        let inserted = diesel::insert_into(channels::table)
-            .values(&row)
-            .on_conflict(channels::dm_key)
-            .do_nothing()
-            .execute(conn)
-            .await?;
-        let id: Uuid = channels::table.filter(channels::dm_key.eq(&key)).select(channels::id).first(conn).await?;
-        let channel_id = ChannelId::from_uuid(id);
-        let events = if inserted == 1 {
-            let members: Vec<UserSummary> =
-                if first.id == second.id { vec![first.clone()] } else { vec![first.clone(), second.clone()] };
-            add_members(conn, channel_id, &members).await?
-        } else {
-            Vec::new()
-        };
-        Ok(Committed::new((find(conn, channel_id).await?, inserted == 1), events))
-    })
-    .await
+    let conversation = Conversation {
+        kind: ChannelKind::Dm,
+        key: format!("{}:{}", first.id, second.id),
+        name: ChannelName::for_dm(first.username.as_str(), second.username.as_str()),
+        members: if first.id == second.id { vec![first.clone()] } else { vec![first.clone(), second.clone()] },
+    };
+    open_conversation(conn, conversation, a, &[]).await
 }
 
 /// The group DM of `me` and `others` (2–8 other users, checked by the caller), created on
@@ -738,23 +713,46 @@ pub async fn open_group_dm(
     me: &UserSummary,
     others: &[UserSummary],
 ) -> StoreResult<Committed<(Channel, bool)>> {
-    let mut everyone: Vec<UserSummary> = others.to_vec();
-    everyone.push(me.clone());
-    everyone.sort_by_key(|u| u.id);
-    everyone.dedup_by_key(|u| u.id);
-    let key = format!("g:{}", everyone.iter().map(|u| u.id.to_string()).collect::<Vec<_>>().join(":"));
-    let mut by_name: Vec<&UserSummary> = everyone.iter().collect();
+    let mut members: Vec<UserSummary> = others.to_vec();
+    members.push(me.clone());
+    members.sort_by_key(|u| u.id);
+    members.dedup_by_key(|u| u.id);
+    let mut by_name: Vec<&UserSummary> = members.iter().collect();
     by_name.sort_by_key(|u| u.username.key());
-    let name = ChannelName::for_group(by_name.iter().map(|u| u.display_name.as_str()));
+    let conversation = Conversation {
+        kind: ChannelKind::GroupDm,
+        key: format!("g:{}", members.iter().map(|u| u.id.to_string()).collect::<Vec<_>>().join(":")),
+        name: ChannelName::for_group(by_name.iter().map(|u| u.display_name.as_str())),
+        members,
+    };
+    open_conversation(conn, conversation, me, std::slice::from_ref(me)).await
+}
+
+/// A DM or group DM as it is created: fixed members, found again by `key` (`dm_key`).
+struct Conversation {
+    kind: ChannelKind,
+    key: String,
+    name: ChannelName,
+    members: Vec<UserSummary>,
+}
+
+/// Finds the conversation by its key or creates it with its members; when it existed,
+/// `rejoin` are added back if they had left.
+async fn open_conversation(
+    conn: &mut AsyncPgConnection,
+    conversation: Conversation,
+    opener: &UserSummary,
+    rejoin: &[UserSummary],
+) -> StoreResult<Committed<(Channel, bool)>> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let row = ChannelRow {
             id: Uuid::now_v7(),
-            name: name.as_str().to_owned(),
+            name: conversation.name.as_str().to_owned(),
             description: None,
-            owner_id: me.id.as_uuid(),
+            owner_id: opener.id.as_uuid(),
             is_private: true,
-            kind: ChannelKind::GroupDm.as_str().to_owned(),
-            dm_key: Some(key.clone()),
+            kind: conversation.kind.as_str().to_owned(),
+            dm_key: Some(conversation.key.clone()),
             last_seq: 0,
             member_count: 0,
             created_at: OffsetDateTime::now_utc(),
@@ -765,10 +763,11 @@ pub async fn open_group_dm(
             .do_nothing()
             .execute(conn)
             .await?;
-        let id: Uuid = channels::table.filter(channels::dm_key.eq(&key)).select(channels::id).first(conn).await?;
+        let id: Uuid =
+            channels::table.filter(channels::dm_key.eq(&conversation.key)).select(channels::id).first(conn).await?;
         let channel_id = ChannelId::from_uuid(id);
-        let joining = if inserted == 1 { everyone.as_slice() } else { std::slice::from_ref(me) };
-        let events = add_members(conn, channel_id, joining).await?;
+        let joining = if inserted == 1 { conversation.members.as_slice() } else { rejoin };
+        let events = if joining.is_empty() { Vec::new() } else { add_members(conn, channel_id, joining).await? };
         Ok(Committed::new((find(conn, channel_id).await?, inserted == 1), events))
     })
     .await

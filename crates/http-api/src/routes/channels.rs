@@ -60,7 +60,7 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
-    fn parse(&self) -> ApiResult<(Limit, Option<Uuid>)> {
+    pub(crate) fn parse(&self) -> ApiResult<(Limit, Option<Uuid>)> {
         let limit = Limit::parse(self.limit)?;
         let after = self
             .after

@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::auth::Problems;
+use super::channels::PageQuery;
 use crate::dto::{Page, UserDto};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AuthUser, JsonBody};
@@ -226,32 +227,15 @@ pub async fn unblock(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct BlocksQuery {
-    /// 1–200, default 50.
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub after: Option<String>,
-}
-
 /// The users the caller blocked, in user-id order.
-#[utoipa::path(tag = "users", security(("bearer" = [])), params(BlocksQuery), responses((status = 200, body = Page<UserDto>), (status = 422, body = ErrorBody)))]
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(PageQuery), responses((status = 200, body = Page<UserDto>), (status = 422, body = ErrorBody)))]
 #[get("/users/me/blocks")]
 pub async fn list_blocks(
     state: web::Data<AppState>,
     caller: AuthUser,
-    query: web::Query<BlocksQuery>,
+    query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<UserDto>>> {
-    let limit = Limit::parse(query.limit)?;
-    let after = query
-        .after
-        .as_deref()
-        .map(|raw| {
-            Cursor::decode(raw, "after")?
-                .parse::<uuid::Uuid>()
-                .map_err(|_| domain::DomainError::invalid("after", "is not a valid cursor"))
-        })
-        .transpose()?;
+    let (limit, after) = query.parse()?;
     let mut conn = state.conn().await?;
     let rows = persistence::blocks::blocked_by(&mut conn, caller.id(), after, limit.get() + 1).await?;
     let presence = state.hub.presence();
