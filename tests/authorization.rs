@@ -365,3 +365,55 @@ async fn thread_edit_delete_and_unreact_follow_the_same_rules() {
         assert_eq!(app.client.delete(&message, Some(&world.owner)).await.status, 204);
     }
 }
+
+/// docs/api.md section 12: tokens and bots belong to one person. Anonymous callers get 401
+/// everywhere; another person's token or bot is "not found" (never confirmed to exist); a
+/// bot cannot make bots.
+#[tokio::test]
+async fn integration_endpoints_answer_only_their_owner() {
+    let app = TestApp::spawn().await;
+    let owner = app.user("owner").await;
+    let other = app.user("other").await;
+    let token = app.client.post("/api/users/me/tokens", Some(&owner), &json!({"name": "ci"})).await;
+    let token_id = token.assert_status(201)["id"].as_str().unwrap().to_owned();
+    app.client.post("/api/bots", Some(&owner), &json!({"username": "owned"})).await.assert_status(201);
+
+    let token_path = format!("/api/users/me/tokens/{token_id}");
+    #[rustfmt::skip]
+    let table: [(Method, &str, Option<serde_json::Value>, [u16; 3]); 6] = [
+        //                                                                          owner other anon
+        (Method::POST,   "/api/users/me/tokens", Some(json!({"name": "x"})),       [201, 201, 401]),
+        (Method::GET,    "/api/users/me/tokens", None,                             [200, 200, 401]),
+        (Method::GET,    "/api/bots",            None,                             [200, 200, 401]),
+        (Method::POST,   "/api/bots/owned/token", None,                            [200, 404, 401]),
+        (Method::DELETE, &token_path,            None,                             [204, 404, 401]),
+        (Method::DELETE, "/api/bots/owned",      None,                             [204, 404, 401]),
+    ];
+    let mut failures = String::new();
+    for (method, path, body, expected) in table {
+        // The owner goes last, since their calls delete things.
+        for (who, token, want) in [
+            ("anonymous", None, expected[2]),
+            ("other", Some(other.as_str()), expected[1]),
+            ("owner", Some(owner.as_str()), expected[0]),
+        ] {
+            let mut request = app.client.request(method.clone(), path, token);
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            let reply = app.client.send(request).await;
+            let got = reply.status.as_u16();
+            if got != want {
+                let _ = writeln!(failures, "{method} {path} / {who}: got {got}, want {want}: {}", reply.text);
+            } else if let Some(problem) = error_shape_problem(&reply) {
+                let _ = writeln!(failures, "{method} {path} / {who}: {problem}");
+            }
+        }
+    }
+    assert!(failures.is_empty(), "the integrations table disagrees:\n{failures}");
+    // Bots cannot make bots.
+    let minted = app.client.post("/api/bots", Some(&owner), &json!({"username": "second"})).await;
+    let second = minted.assert_status(201)["token"].as_str().unwrap().to_owned();
+    let reply = app.client.post("/api/bots", Some(&second), &json!({"username": "third"})).await;
+    reply.assert_error(403, "forbidden");
+}

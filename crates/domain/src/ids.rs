@@ -72,6 +72,11 @@ id_type!(
     FileId
 );
 
+id_type!(
+    /// Identifies a personal API token (and, in the revocation set, the credential it is).
+    ApiTokenId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

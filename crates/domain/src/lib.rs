@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod file;
 pub mod ids;
+pub mod integrations;
 pub mod message;
 pub mod pagination;
 pub mod posting;
@@ -24,7 +25,8 @@ pub use channel::{Channel, ChannelDescription, ChannelKind, ChannelName, Channel
 pub use error::DomainError;
 pub use events::{ChannelEvent, Committed, EventBody, EventKind, EventSink, MembershipChange};
 pub use file::{FileMeta, ImageInfo, sanitize_filename};
-pub use ids::{ChannelId, FileId, MessageId, UserId};
+pub use ids::{ApiTokenId, ChannelId, FileId, MessageId, UserId};
+pub use integrations::{ApiToken, TokenLifetime, TokenName};
 pub use message::{Emoji, Message, MessageContent, ReactionDetail, ReactionSummary};
 pub use pagination::{Cursor, Limit, Page};
 pub use posting::NewMessage;

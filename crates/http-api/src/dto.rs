@@ -42,6 +42,8 @@ pub struct UserDto {
     pub created_at: String,
     /// True while the user has a live WebSocket connection on any node.
     pub online: bool,
+    /// A bot account (it signs in with API tokens only).
+    pub is_bot: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "john@example.com")]
     pub email: Option<String>,
@@ -55,6 +57,7 @@ impl UserDto {
             display_name: user.display_name.as_str().to_owned(),
             created_at: domain::timestamp::format(user.created_at),
             online,
+            is_bot: user.is_bot,
             email: None,
         }
     }

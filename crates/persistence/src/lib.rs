@@ -4,6 +4,7 @@
 //! `&mut AsyncPgConnection`, so callers can compose them inside one transaction, and return
 //! domain types.
 
+pub mod api_tokens;
 pub mod channels;
 pub mod db;
 pub mod error;

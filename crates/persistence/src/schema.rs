@@ -10,6 +10,20 @@ diesel::table! {
         password_hash -> Text,
         created_at -> Timestamptz,
         username_skeleton -> Nullable<Text>,
+        is_bot -> Bool,
+        bot_owner_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        name -> Text,
+        token_hash -> Bytea,
+        created_at -> Timestamptz,
+        expires_at -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -145,6 +159,7 @@ diesel::joinable!(messages -> users (user_id));
 diesel::joinable!(reactions -> messages (message_id));
 diesel::joinable!(message_attachments -> files (file_id));
 diesel::joinable!(message_attachments -> messages (message_id));
+diesel::joinable!(api_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -160,4 +175,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     files,
     message_attachments,
     channel_events,
+    api_tokens,
 );

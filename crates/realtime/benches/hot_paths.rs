@@ -47,6 +47,7 @@ fn tokens(c: &mut Criterion) {
         email: domain::Email::parse("john@example.com").unwrap(),
         display_name: DisplayName::parse("John Doe").unwrap(),
         created_at: time::OffsetDateTime::now_utc(),
+        is_bot: false,
     };
     let token = keys.issue(&account).unwrap().access_token;
     c.bench_function("jwt_verify", |b| b.iter(|| keys.verify(black_box(&token)).unwrap()));
