@@ -20,3 +20,24 @@ CREATE INDEX api_tokens_user ON api_tokens (user_id, id);
 ALTER TABLE users ADD COLUMN is_bot boolean NOT NULL DEFAULT false;
 ALTER TABLE users ADD COLUMN bot_owner_id uuid REFERENCES users (id) ON DELETE CASCADE;
 CREATE INDEX users_bot_owner ON users (bot_owner_id, lower(username)) WHERE bot_owner_id IS NOT NULL;
+
+-- Incoming webhooks. Each has an account of its own (a bot with no owner and no token)
+-- that is a member of the webhook's channel and the author of what it posts, so a webhook
+-- message is an ordinary message to every query, rule and event. A deleted webhook keeps
+-- its row (deleted_at), so its old messages still name it. Only the secret's SHA-256 is kept.
+CREATE TABLE webhooks (
+    id          uuid PRIMARY KEY,
+    channel_id  uuid        NOT NULL REFERENCES channels (id) ON DELETE CASCADE,
+    user_id     uuid        NOT NULL REFERENCES users (id),
+    name        text        NOT NULL,
+    secret_hash bytea       NOT NULL,
+    created_by  uuid        NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    deleted_at  timestamptz
+);
+CREATE UNIQUE INDEX webhooks_secret_hash_key ON webhooks (secret_hash);
+CREATE INDEX webhooks_channel ON webhooks (channel_id, id) WHERE deleted_at IS NULL;
+CREATE INDEX webhooks_user ON webhooks (user_id);
+-- The name a webhook message shows (the payload's `username`, or the webhook's name); NULL
+-- for every other message.
+ALTER TABLE messages ADD COLUMN webhook_username text;

@@ -49,6 +49,15 @@ pub fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// 256 random bits as 43 characters of base64url: a webhook's secret (an API token is this
+/// behind [`PREFIX`]).
+pub fn random_secret() -> String {
+    // The thread generator is a CSPRNG (ChaCha) seeded from the operating system.
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// A freshly made token's secret: shown to its owner once, then only its digest remains.
 /// It never prints.
 pub struct ApiTokenSecret(String);
@@ -56,10 +65,7 @@ pub struct ApiTokenSecret(String);
 impl ApiTokenSecret {
     /// 32 random bytes, base64url without padding.
     pub fn generate() -> Self {
-        // The thread generator is a CSPRNG (ChaCha) seeded from the operating system.
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        Self(format!("{PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+        Self(format!("{PREFIX}{}", random_secret()))
     }
 
     pub fn expose(&self) -> &str {

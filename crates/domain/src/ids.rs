@@ -77,6 +77,11 @@ id_type!(
     ApiTokenId
 );
 
+id_type!(
+    /// Identifies an incoming webhook.
+    WebhookId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

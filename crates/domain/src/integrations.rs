@@ -1,9 +1,10 @@
 //! Integrations (docs/api.md section 12): personal API tokens and the names they carry.
 
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::error::DomainError;
-use crate::ids::{ApiTokenId, UserId};
+use crate::ids::{ApiTokenId, ChannelId, UserId, WebhookId};
 
 /// What a person calls an API token or a webhook so they can tell them apart: 1–64
 /// characters after trimming, no control characters.
@@ -59,6 +60,25 @@ pub struct ApiToken {
     pub created_at: OffsetDateTime,
     pub expires_at: Option<OffsetDateTime>,
     pub last_used_at: Option<OffsetDateTime>,
+}
+
+/// An incoming webhook of a channel; its secret is never part of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub id: WebhookId,
+    pub channel_id: ChannelId,
+    /// The webhook's own account, author of its messages.
+    pub user_id: UserId,
+    pub name: TokenName,
+    pub created_at: OffsetDateTime,
+}
+
+/// What a message posted through a webhook carries: which webhook, and the name it shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookTag {
+    pub id: WebhookId,
+    pub name: String,
+    pub username: String,
 }
 
 #[cfg(test)]

@@ -25,8 +25,8 @@ pub use channel::{Channel, ChannelDescription, ChannelKind, ChannelName, Channel
 pub use error::DomainError;
 pub use events::{ChannelEvent, Committed, EventBody, EventKind, EventSink, MembershipChange};
 pub use file::{FileMeta, ImageInfo, sanitize_filename};
-pub use ids::{ApiTokenId, ChannelId, FileId, MessageId, UserId};
-pub use integrations::{ApiToken, TokenLifetime, TokenName};
+pub use ids::{ApiTokenId, ChannelId, FileId, MessageId, UserId, WebhookId};
+pub use integrations::{ApiToken, TokenLifetime, TokenName, Webhook, WebhookTag};
 pub use message::{Emoji, Message, MessageContent, ReactionDetail, ReactionSummary};
 pub use pagination::{Cursor, Limit, Page};
 pub use posting::NewMessage;

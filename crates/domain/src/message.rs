@@ -115,6 +115,10 @@ pub struct Message {
     pub user: UserSummary,
     pub attachments: Vec<FileMeta>,
     pub reactions: Vec<ReactionSummary>,
+    /// Set when an incoming webhook posted the message (`user` is then the webhook's own
+    /// account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<crate::integrations::WebhookTag>,
 }
 
 /// A thread is one level deep: a reply must answer a live top-level message of the same

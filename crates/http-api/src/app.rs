@@ -485,11 +485,13 @@ fn build_app(
                 .configure(routes::users::configure)
                 .configure(routes::tokens::configure)
                 .configure(routes::bots::configure)
+                .configure(routes::webhooks::configure)
                 .configure(routes::channels::configure)
                 .configure(routes::messages::configure)
                 .configure(routes::files::configure)
                 .configure(routes::ws::configure),
         )
+        .configure(routes::webhooks::configure_hooks)
         .configure(|cfg| routes::health::configure(cfg, settings.metrics_addr.is_none()))
         .split_for_parts();
     openapi.info.title.clone_from(&settings.app_name);

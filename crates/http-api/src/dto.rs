@@ -198,6 +198,20 @@ pub struct MessageDto {
     pub user: UserSummaryDto,
     pub attachments: Vec<FileDto>,
     pub reactions: Vec<ReactionSummaryDto>,
+    /// Set when an incoming webhook posted the message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookTagDto>,
+}
+
+/// Which webhook posted a message and the name it shows.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WebhookTagDto {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: uuid::Uuid,
+    #[schema(example = "CI")]
+    pub name: String,
+    #[schema(example = "ci-runner")]
+    pub username: String,
 }
 
 impl From<&domain::Message> for MessageDto {
@@ -220,6 +234,11 @@ impl From<&domain::Message> for MessageDto {
                 .iter()
                 .map(|r| ReactionSummaryDto { emoji: r.emoji.as_str().to_owned(), count: r.count, me: r.me })
                 .collect(),
+            webhook: message.webhook.as_ref().map(|w| WebhookTagDto {
+                id: w.id.as_uuid(),
+                name: w.name.clone(),
+                username: w.username.clone(),
+            }),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod messages;
 mod schema;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 pub mod writer;
 
 pub use db::{Database, PooledConnection, run_migrations};

@@ -95,6 +95,7 @@ diesel::table! {
         created_at -> Timestamptz,
         edited_at -> Nullable<Timestamptz>,
         deleted -> Bool,
+        webhook_username -> Nullable<Text>,
     }
 }
 
@@ -151,6 +152,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhooks (id) {
+        id -> Uuid,
+        channel_id -> Uuid,
+        user_id -> Uuid,
+        name -> Text,
+        secret_hash -> Bytea,
+        created_by -> Uuid,
+        created_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(memberships -> channels (channel_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(channel_bans -> channels (channel_id));
@@ -176,4 +190,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     message_attachments,
     channel_events,
     api_tokens,
+    webhooks,
 );

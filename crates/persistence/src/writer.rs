@@ -359,6 +359,7 @@ async fn apply(
                 created_at: now,
                 edited_at: None,
                 deleted: false,
+                webhook_username: request.webhook_username.clone(),
             };
             (request, row)
         })
@@ -494,6 +495,7 @@ mod tests {
             parent_id: None,
             attachment_ids: Vec::new(),
             nonce: nonce.map(str::to_owned),
+            webhook_username: None,
         }
     }
 

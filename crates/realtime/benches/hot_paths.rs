@@ -35,6 +35,7 @@ fn message_event(channel: ChannelId, seq: i64) -> ChannelEvent {
         user: author,
         attachments: Vec::new(),
         reactions: Vec::new(),
+        webhook: None,
     };
     ChannelEvent::new(channel, seq, time::OffsetDateTime::now_utc(), EventBody::Message(Box::new(message)))
 }

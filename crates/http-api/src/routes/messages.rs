@@ -47,7 +47,7 @@ pub struct PostMessageRequest {
     pub nonce: Option<String>,
 }
 
-fn post_error(error: PostError) -> ApiError {
+pub fn post_error(error: PostError) -> ApiError {
     match error {
         PostError::Denied(denied) => denied.into(),
         PostError::ChannelGone => ApiError::not_found("channel"),

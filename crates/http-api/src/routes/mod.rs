@@ -10,4 +10,5 @@ pub mod messages;
 pub mod tokens;
 pub mod users;
 pub mod web;
+pub mod webhooks;
 pub mod ws;
