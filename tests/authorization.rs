@@ -7,7 +7,7 @@
 //! - private channels and DMs: outsiders and banned users → 404 (never confirm they exist);
 //! - public channels: banned → 403 on everything; non-members may read (channel, members,
 //!   history, messages, reactions) and join, but posting, reacting and read markers → 403;
-//! - owner powers (patch, delete, ban, unban, banned-users, and adding members to a private
+//! - owner powers (patch, delete, ban, unban, banned-users, webhooks, and adding members to a private
 //!   channel) → 403 for everyone else; the owner cannot leave (409);
 //! - DMs have no owner and cannot be joined, left, moderated or invited to → 403 for members.
 
@@ -37,6 +37,8 @@ enum Endpoint {
     GetMessage,
     React,
     ListReactions,
+    CreateWebhook,
+    ListWebhooks,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +135,15 @@ const MATRIX: &[(Endpoint, Kind, [u16; 5])] = &[
     (ListReactions, Public,      [200,  200,   200,    403,   401]),
     (ListReactions, Private,     [200,  200,   404,    404,   401]),
     (ListReactions, Dm,          [200,  200,   404,    NA,    401]),
+
+    // Incoming webhooks are the owner's (docs/api.md section 12); DMs have none.
+    (CreateWebhook, Public,      [201,  403,   403,    403,   401]),
+    (CreateWebhook, Private,     [201,  403,   404,    404,   401]),
+    (CreateWebhook, Dm,          [403,  403,   404,    NA,    401]),
+
+    (ListWebhooks,  Public,      [200,  403,   403,    403,   401]),
+    (ListWebhooks,  Private,     [200,  403,   404,    404,   401]),
+    (ListWebhooks,  Dm,          [403,  403,   404,    NA,    401]),
 ];
 
 /// Users shared by every channel cell (roles are per channel, so sharing is safe).
@@ -253,6 +264,8 @@ async fn call(app: &TestApp, world: &World, endpoint: Endpoint, token: Option<&s
         GetMessage => (Method::GET, format!("/api/chat/messages/{message}"), None),
         React => (Method::POST, format!("/api/chat/messages/{message}/reactions"), Some(json!({"emoji": "👍"}))),
         ListReactions => (Method::GET, format!("/api/chat/messages/{message}/reactions"), None),
+        CreateWebhook => (Method::POST, format!("/api/channels/{channel}/webhooks"), Some(json!({"name": "CI"}))),
+        ListWebhooks => (Method::GET, format!("/api/channels/{channel}/webhooks"), None),
     };
     let mut request = client.request(method, &path, token);
     if let Some(body) = body {
@@ -318,10 +331,10 @@ async fn every_endpoint_answers_every_role_as_the_contract_says() {
         }
     }
     assert!(failures.is_empty(), "the matrix disagrees:\n{failures}");
-    assert_eq!(cells, MATRIX.len() * ROLES.len() - 16, "every applicable cell ran");
+    assert_eq!(cells, MATRIX.len() * ROLES.len() - 18, "every applicable cell ran");
 }
 
-/// The table above covers 16 endpoints; the remaining channel-scoped ones follow the same
+/// The table above covers 18 endpoints; the remaining channel-scoped ones follow the same
 /// rules and are spot-checked here: replies, edits, deletes and reaction removal.
 #[tokio::test]
 async fn thread_edit_delete_and_unreact_follow_the_same_rules() {
