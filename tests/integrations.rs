@@ -344,3 +344,26 @@ async fn deleting_a_bot_closes_its_sockets_everywhere_and_it_leaves_its_channels
     let kept = a.client.get(&format!("/api/chat/messages/{}", posted["id"].as_str().unwrap()), Some(&alice)).await;
     assert_eq!(kept.assert_status(200)["user"]["username"], "doomed");
 }
+
+#[tokio::test]
+async fn a_password_change_revokes_api_tokens_made_before_it() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let created = create_token(&app, &alice, &json!({"name": "ci"})).await;
+    let secret = created["token"].as_str().unwrap();
+    let mut socket = app.connect(secret).await;
+    let changed = app
+        .client
+        .patch("/api/users/me", Some(&alice), &json!({"password": "newsecretpass", "current_password": "secretpass"}))
+        .await
+        .assert_status(200)
+        .clone();
+    let (code, took) = closed_within(&mut socket).await;
+    assert_eq!(code, Some(4001));
+    assert!(took < Duration::from_secs(1), "closed after {took:?}");
+    assert_eq!(app.client.get("/api/users/me", Some(secret)).await.status, 401);
+    // A token made after the change works.
+    let fresh = changed["access_token"].as_str().unwrap();
+    let after = create_token(&app, fresh, &json!({"name": "after"})).await;
+    app.client.get("/api/users/me", Some(after["token"].as_str().unwrap())).await.assert_status(200);
+}
