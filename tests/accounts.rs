@@ -181,6 +181,7 @@ async fn tokens_missing_invalid_expired_foreign_or_revoked_get_401() {
         email: domain::Email::parse("johndoe@example.com").unwrap(),
         display_name: domain::DisplayName::parse("johndoe").unwrap(),
         created_at: time::OffsetDateTime::now_utc(),
+        is_bot: false,
     };
     let ours = auth::SecretKey::new(app.settings.secret_key.clone().unwrap().0.into_bytes()).unwrap();
     let keys = auth::TokenKeys::new(&ours, time::Duration::minutes(30));

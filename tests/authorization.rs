@@ -8,8 +8,8 @@
 //! - public channels: banned → 403 on everything; non-members may read (channel, members,
 //!   history, messages, reactions) and join, but posting, reacting and read markers → 403;
 //! - owner powers (patch, delete, set roles, transfer) → 403 for everyone else; moderation
-//!   (ban, unban, kick plain members, banned-users, audit log, adding members to a private
-//!   channel) → the owner and moderators; the owner cannot leave (409);
+//!   (ban, unban, kick plain members, banned-users, audit log, webhooks, adding members to a
+//!   private channel) → the owner and moderators; the owner cannot leave (409);
 //! - pins: members pin and unpin; whoever may read sees the pins;
 //! - DMs and group DMs have no owner and cannot be joined, moderated or invited to → 403
 //!   for members; a group DM may be left, a DM not.
@@ -47,6 +47,8 @@ enum Endpoint {
     Pins,
     Pin,
     Unpin,
+    CreateWebhook,
+    ListWebhooks,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +201,17 @@ const MATRIX: &[(Endpoint, Kind, [u16; 6])] = &[
     (Unpin,         Private,     [204,  204,  204,   404,    404,   401]),
     (Unpin,         Dm,          [204,  NA,   204,   404,    NA,    401]),
     (Unpin,         GroupDm,     [204,  NA,   204,   404,    NA,    401]),
+
+    // Incoming webhooks are managed by the owner and moderators (section 12).
+    (CreateWebhook, Public,      [201,  201,  403,   403,    403,   401]),
+    (CreateWebhook, Private,     [201,  201,  403,   404,    404,   401]),
+    (CreateWebhook, Dm,          [403,  NA,   403,   404,    NA,    401]),
+    (CreateWebhook, GroupDm,     [403,  NA,   403,   404,    NA,    401]),
+
+    (ListWebhooks,  Public,      [200,  200,  403,   403,    403,   401]),
+    (ListWebhooks,  Private,     [200,  200,  403,   404,    404,   401]),
+    (ListWebhooks,  Dm,          [403,  NA,   403,   404,    NA,    401]),
+    (ListWebhooks,  GroupDm,     [403,  NA,   403,   404,    NA,    401]),
 ];
 
 /// Users shared by every channel cell (roles are per channel, so sharing is safe).
@@ -365,6 +378,8 @@ async fn call(app: &TestApp, world: &World, endpoint: Endpoint, token: Option<&s
         Pins => (Method::GET, format!("/api/channels/{channel}/pins"), None),
         Pin => (Method::PUT, format!("/api/chat/messages/{message}/pin"), None),
         Unpin => (Method::DELETE, format!("/api/chat/messages/{message}/pin"), None),
+        CreateWebhook => (Method::POST, format!("/api/channels/{channel}/webhooks"), Some(json!({"name": "CI"}))),
+        ListWebhooks => (Method::GET, format!("/api/channels/{channel}/webhooks"), None),
     };
     let mut request = client.request(method, &path, token);
     if let Some(body) = body {
@@ -428,7 +443,7 @@ async fn every_endpoint_answers_every_role_as_the_contract_says() {
     assert_eq!(cells, applicable, "every applicable cell ran");
 }
 
-/// The table above covers 23 endpoints; the remaining channel-scoped ones follow the same
+/// The table above covers 25 endpoints; the remaining channel-scoped ones follow the same
 /// rules and are spot-checked here: replies, edits, deletes and reaction removal.
 #[tokio::test]
 async fn thread_edit_delete_and_unreact_follow_the_same_rules() {
@@ -465,4 +480,56 @@ async fn thread_edit_delete_and_unreact_follow_the_same_rules() {
         assert_eq!(app.client.delete(&message, Some(&world.member)).await.status, 403);
         assert_eq!(app.client.delete(&message, Some(&world.owner)).await.status, 204);
     }
+}
+
+/// docs/api.md section 12: tokens and bots belong to one person. Anonymous callers get 401
+/// everywhere; another person's token or bot is "not found" (never confirmed to exist); a
+/// bot cannot make bots.
+#[tokio::test]
+async fn integration_endpoints_answer_only_their_owner() {
+    let app = TestApp::spawn().await;
+    let owner = app.user("owner").await;
+    let other = app.user("other").await;
+    let token = app.client.post("/api/users/me/tokens", Some(&owner), &json!({"name": "ci"})).await;
+    let token_id = token.assert_status(201)["id"].as_str().unwrap().to_owned();
+    app.client.post("/api/bots", Some(&owner), &json!({"username": "owned"})).await.assert_status(201);
+
+    let token_path = format!("/api/users/me/tokens/{token_id}");
+    #[rustfmt::skip]
+    let table: [(Method, &str, Option<serde_json::Value>, [u16; 3]); 6] = [
+        //                                                                          owner other anon
+        (Method::POST,   "/api/users/me/tokens", Some(json!({"name": "x"})),       [201, 201, 401]),
+        (Method::GET,    "/api/users/me/tokens", None,                             [200, 200, 401]),
+        (Method::GET,    "/api/bots",            None,                             [200, 200, 401]),
+        (Method::POST,   "/api/bots/owned/token", None,                            [200, 404, 401]),
+        (Method::DELETE, &token_path,            None,                             [204, 404, 401]),
+        (Method::DELETE, "/api/bots/owned",      None,                             [204, 404, 401]),
+    ];
+    let mut failures = String::new();
+    for (method, path, body, expected) in table {
+        // The owner goes last, since their calls delete things.
+        for (who, token, want) in [
+            ("anonymous", None, expected[2]),
+            ("other", Some(other.as_str()), expected[1]),
+            ("owner", Some(owner.as_str()), expected[0]),
+        ] {
+            let mut request = app.client.request(method.clone(), path, token);
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            let reply = app.client.send(request).await;
+            let got = reply.status.as_u16();
+            if got != want {
+                let _ = writeln!(failures, "{method} {path} / {who}: got {got}, want {want}: {}", reply.text);
+            } else if let Some(problem) = error_shape_problem(&reply) {
+                let _ = writeln!(failures, "{method} {path} / {who}: {problem}");
+            }
+        }
+    }
+    assert!(failures.is_empty(), "the integrations table disagrees:\n{failures}");
+    // Bots cannot make bots.
+    let minted = app.client.post("/api/bots", Some(&owner), &json!({"username": "second"})).await;
+    let second = minted.assert_status(201)["token"].as_str().unwrap().to_owned();
+    let reply = app.client.post("/api/bots", Some(&second), &json!({"username": "third"})).await;
+    reply.assert_error(403, "forbidden");
 }

@@ -86,6 +86,7 @@ async fn a_socket_closes_with_4001_when_its_token_expires() {
         email: domain::Email::parse("alice@example.com").unwrap(),
         display_name: domain::DisplayName::parse("alice").unwrap(),
         created_at: time::OffsetDateTime::now_utc(),
+        is_bot: false,
     };
     // Issued as if 29 min 58 s ago: two seconds left.
     let short = keys

@@ -2,11 +2,13 @@
 //! and revocation that takes effect on every node within a second without a database query
 //! per request.
 
+pub mod api_token;
 mod error;
 mod password;
 mod revocation;
 mod token;
 
+pub use api_token::{ApiTokenCache, ApiTokenSecret};
 pub use error::AuthError;
 pub use password::PasswordHasher;
 pub use revocation::Revocations;

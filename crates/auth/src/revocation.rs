@@ -71,9 +71,16 @@ impl Revocations {
     /// Revokes the token everywhere: in the database (for the other nodes and restarts)
     /// and in this node's set.
     pub async fn revoke(&self, db: &Database, claims: &Claims) -> Result<(), AuthError> {
+        self.revoke_id(db, claims.jti, claims.expires_at()).await
+    }
+
+    /// Revokes the credential `jti` everywhere, remembering it until `keep_until` (when the
+    /// token would have expired, or when no node can still hold it otherwise; see
+    /// [`crate::api_token::revocation_lifetime`]).
+    pub async fn revoke_id(&self, db: &Database, jti: Uuid, keep_until: OffsetDateTime) -> Result<(), AuthError> {
         let mut conn = db.get().await?;
-        tokens::revoke(&mut conn, claims.jti, claims.expires_at()).await?;
-        self.remember(claims.jti, claims.expires_at());
+        tokens::revoke(&mut conn, jti, keep_until).await?;
+        self.remember(jti, keep_until);
         self.announce();
         Ok(())
     }
@@ -87,13 +94,13 @@ impl Revocations {
         Ok(())
     }
 
-    fn remember(&self, jti: Uuid, expires_at: OffsetDateTime) {
+    pub(crate) fn remember(&self, jti: Uuid, expires_at: OffsetDateTime) {
         if let Ok(mut sets) = self.inner.write() {
             sets.tokens.insert(jti, expires_at);
         }
     }
 
-    fn raise(&self, user: UserId, at: OffsetDateTime) {
+    pub(crate) fn raise(&self, user: UserId, at: OffsetDateTime) {
         let millis = (at.unix_timestamp_nanos() / 1_000_000) as i64;
         if let Ok(mut sets) = self.inner.write() {
             let floor = sets.floors.entry(user).or_insert(millis);

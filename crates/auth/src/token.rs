@@ -138,6 +138,7 @@ mod tests {
             email: Email::parse("john@example.com").unwrap(),
             display_name: DisplayName::parse("John Doe").unwrap(),
             created_at: OffsetDateTime::now_utc(),
+            is_bot: false,
         }
     }
 

@@ -72,6 +72,16 @@ id_type!(
     FileId
 );
 
+id_type!(
+    /// Identifies a personal API token (and, in the revocation set, the credential it is).
+    ApiTokenId
+);
+
+id_type!(
+    /// Identifies an incoming webhook.
+    WebhookId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod file;
 pub mod ids;
+pub mod integrations;
 pub mod mention;
 pub mod message;
 pub mod pagination;
@@ -27,7 +28,8 @@ pub use channel::{Channel, ChannelDescription, ChannelKind, ChannelName, Channel
 pub use error::DomainError;
 pub use events::{ChannelEvent, Committed, EventBody, EventKind, EventSink, MembershipChange, MentionNotice};
 pub use file::{FileMeta, ImageInfo, sanitize_filename};
-pub use ids::{ChannelId, FileId, MessageId, UserId};
+pub use ids::{ApiTokenId, ChannelId, FileId, MessageId, UserId, WebhookId};
+pub use integrations::{ApiToken, TokenLifetime, TokenName, Webhook, WebhookTag};
 pub use message::{Emoji, MentionedUser, Message, MessageContent, ReactionDetail, ReactionSummary};
 pub use pagination::{Cursor, Limit, Page};
 pub use posting::NewMessage;

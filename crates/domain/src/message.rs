@@ -124,6 +124,10 @@ pub struct Message {
     pub mentions_everyone: bool,
     #[serde(default)]
     pub pinned: bool,
+    /// Set when an incoming webhook posted the message (`user` is then the webhook's own
+    /// account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<crate::integrations::WebhookTag>,
 }
 
 /// `{id, username}` of a user a message mentions.

@@ -21,6 +21,8 @@ pub struct NewMessage {
     pub parent_id: Option<MessageId>,
     pub attachment_ids: Vec<FileId>,
     pub nonce: Option<String>,
+    /// For a webhook's post: the name the message shows (see [`NewMessage::from_webhook`]).
+    pub webhook_username: Option<String>,
 }
 
 impl NewMessage {
@@ -47,7 +49,14 @@ impl NewMessage {
             return Err(DomainError::invalid("nonce", format!("must be 1 to {MAX_NONCE_LEN} characters")));
         }
         let content = MessageContent::parse(content, !attachment_ids.is_empty())?;
-        Ok(Self { channel_id, author, content, parent_id, attachment_ids, nonce })
+        Ok(Self { channel_id, author, content, parent_id, attachment_ids, nonce, webhook_username: None })
+    }
+
+    /// Marks the message as a webhook's, showing `username`. The author must be the
+    /// webhook's own account.
+    #[must_use]
+    pub fn from_webhook(self, username: String) -> Self {
+        Self { webhook_username: Some(username), ..self }
     }
 }
 

@@ -185,6 +185,9 @@ pub struct User {
     pub email: Email,
     pub display_name: DisplayName,
     pub created_at: OffsetDateTime,
+    /// A bot account (docs/api.md section 12): owned by a person, signs in only with API
+    /// tokens, never with a password.
+    pub is_bot: bool,
 }
 
 impl User {

@@ -73,6 +73,7 @@ mod tests {
             email: Email::parse("a@example.com").unwrap(),
             display_name: DisplayName::parse("Alice").unwrap(),
             created_at: time::OffsetDateTime::now_utc(),
+            is_bot: false,
         };
         cache.put(user.clone());
         assert_eq!(cache.cached(user.id), Some(user.clone()));

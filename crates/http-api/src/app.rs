@@ -135,7 +135,9 @@ impl Application {
         background.push(tokio::spawn(janitor(db.clone(), files.clone())));
         let (shutdown_tx, shutdown) = realtime::shutdown_switch();
         let hub = Hub::new(settings.ws_queue_capacity);
-        background.push(tokio::spawn(close_revoked_sockets(revocations.clone(), hub.clone())));
+        let api_tokens = Arc::new(auth::ApiTokenCache::default());
+        background.push(tokio::spawn(close_revoked_sockets(revocations.clone(), api_tokens.clone(), hub.clone())));
+        background.push(tokio::spawn(record_token_use(api_tokens.clone(), db.clone())));
         let mut node = None;
         if let Some(url) = &settings.redis_url {
             let relay = realtime::RedisRelay::start(&url.0, &settings.redis_namespace, hub.clone(), db.clone())
@@ -151,6 +153,7 @@ impl Application {
             hasher,
             tokens,
             revocations,
+            api_tokens,
             hub,
             replay_budget: realtime::ReplayBudget::new(
                 settings.resume_budget_events_per_minute,
@@ -328,16 +331,38 @@ async fn wait_for_signal() {
 /// Hourly housekeeping: the event log keeps 7 days, idempotency nonces 24 hours, and
 /// uploads that no message refers to are removed after 24 hours.
 /// Closes, with 4001, the WebSockets whose token a revocation made here or on another node
-/// no longer accepts (logout, password change), within the revocation sync's interval.
-async fn close_revoked_sockets(revocations: Revocations, hub: Hub) {
+/// no longer accepts (logout, password change, API-token revocation, bot deletion), within
+/// the revocation sync's interval, and drops the API tokens it rejects from the cache.
+async fn close_revoked_sockets(revocations: Revocations, api_tokens: Arc<auth::ApiTokenCache>, hub: Hub) {
     let mut changes = revocations.changes();
     while changes.changed().await.is_ok() {
+        api_tokens.forget_revoked(&revocations);
         let closed = hub.close_revoked(
             |credential| revocations.rejects(credential.token, credential.user, credential.issued_at),
             "token revoked: sign in again",
         );
         if closed > 0 {
             tracing::info!(closed, "closed WebSockets of revoked tokens");
+        }
+    }
+}
+
+/// Writes the API tokens' `last_used_at`, batched: each token is queued at most once a
+/// minute by the check itself, so the request that used it never waits for this write.
+async fn record_token_use(api_tokens: Arc<auth::ApiTokenCache>, db: Database) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let used = api_tokens.take_touches();
+        if used.is_empty() {
+            continue;
+        }
+        let result = match db.get().await {
+            Ok(mut conn) => persistence::api_tokens::touch(&mut conn, &used, time::OffsetDateTime::now_utc()).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, tokens = used.len(), "could not record API token use");
         }
     }
 }
@@ -458,11 +483,15 @@ fn build_app(
             utoipa_actix_web::scope("/api")
                 .configure(routes::auth::configure)
                 .configure(routes::users::configure)
+                .configure(routes::tokens::configure)
+                .configure(routes::bots::configure)
+                .configure(routes::webhooks::configure)
                 .configure(routes::channels::configure)
                 .configure(routes::messages::configure)
                 .configure(routes::files::configure)
                 .configure(routes::ws::configure),
         )
+        .configure(routes::webhooks::configure_hooks)
         .configure(|cfg| routes::health::configure(cfg, settings.metrics_addr.is_none()))
         .split_for_parts();
     openapi.info.title.clone_from(&settings.app_name);

@@ -61,6 +61,8 @@ pub struct Settings {
     /// Requests per second per user on writes (posts, reactions, uploads, WebSocket frames);
     /// 0 turns the limit off.
     pub rate_limit_writes_per_second: u32,
+    /// Posts per minute through one incoming webhook; 0 turns the limit off.
+    pub rate_limit_webhook_per_minute: u32,
     /// Comma-separated proxy IPs whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Option<String>,
     /// How many times to try the database at start before giving up.
@@ -133,6 +135,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./data"),
             rate_limit_auth_per_minute: 60,
             rate_limit_writes_per_second: 50,
+            rate_limit_webhook_per_minute: 60,
             trusted_proxies: None,
             database_connect_attempts: 10,
             shutdown_timeout_seconds: 10,
@@ -202,6 +205,7 @@ impl Settings {
         "DATA_DIR",
         "RATE_LIMIT_AUTH_PER_MINUTE",
         "RATE_LIMIT_WRITES_PER_SECOND",
+        "RATE_LIMIT_WEBHOOK_PER_MINUTE",
         "TRUSTED_PROXIES",
         "DATABASE_CONNECT_ATTEMPTS",
         "SHUTDOWN_TIMEOUT_SECONDS",

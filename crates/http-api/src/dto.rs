@@ -42,6 +42,8 @@ pub struct UserDto {
     pub created_at: String,
     /// True while the user has a live WebSocket connection on any node.
     pub online: bool,
+    /// A bot account (it signs in with API tokens only).
+    pub is_bot: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "john@example.com")]
     pub email: Option<String>,
@@ -59,6 +61,7 @@ impl UserDto {
             display_name: user.display_name.as_str().to_owned(),
             created_at: domain::timestamp::format(user.created_at),
             online,
+            is_bot: user.is_bot,
             email: None,
             role: None,
         }
@@ -210,6 +213,9 @@ pub struct MessageDto {
     /// The text says `@channel` or `@here`.
     pub mentions_everyone: bool,
     pub pinned: bool,
+    /// Set when an incoming webhook posted the message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookTagDto>,
 }
 
 /// `{id, username}` of a mentioned user.
@@ -218,6 +224,17 @@ pub struct MentionDto {
     #[schema(value_type = String, format = Uuid)]
     pub id: uuid::Uuid,
     #[schema(example = "alice")]
+    pub username: String,
+}
+
+/// Which webhook posted a message and the name it shows.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WebhookTagDto {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: uuid::Uuid,
+    #[schema(example = "CI")]
+    pub name: String,
+    #[schema(example = "ci-runner")]
     pub username: String,
 }
 
@@ -248,6 +265,11 @@ impl From<&domain::Message> for MessageDto {
                 .collect(),
             mentions_everyone: message.mentions_everyone,
             pinned: message.pinned,
+            webhook: message.webhook.as_ref().map(|w| WebhookTagDto {
+                id: w.id.as_uuid(),
+                name: w.name.clone(),
+                username: w.username.clone(),
+            }),
         }
     }
 }

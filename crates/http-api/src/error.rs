@@ -34,6 +34,9 @@ pub struct ErrorBody {
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// A 400 with a code of its own (a webhook payload without text, say).
+    #[error("{detail}")]
+    BadInput { code: &'static str, detail: String },
     #[error("{detail}")]
     Unauthorized { code: &'static str, detail: String },
     #[error("{0}")]
@@ -84,7 +87,7 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "invalid_json",
-            Self::Unauthorized { code, .. } | Self::Conflict { code, .. } => code,
+            Self::Unauthorized { code, .. } | Self::Conflict { code, .. } | Self::BadInput { code, .. } => code,
             Self::Forbidden(_) => "forbidden",
             Self::Blocked(_) => "blocked",
             Self::NotFound(_) => "not_found",
@@ -104,7 +107,7 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::BadInput { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::Blocked(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,

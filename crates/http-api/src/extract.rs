@@ -7,7 +7,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use actix_web::{FromRequest, HttpRequest, web};
 use auth::Claims;
-use domain::UserId;
+use domain::{ApiTokenId, UserId};
 use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 
@@ -17,10 +17,13 @@ use crate::state::AppState;
 /// The largest JSON body accepted.
 pub const JSON_LIMIT: usize = 64 * 1024;
 
-/// The caller, authenticated by `Authorization: Bearer <token>`.
+/// The caller, authenticated by `Authorization: Bearer <token>`: an access token or a
+/// personal API token.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub claims: Claims,
+    /// Set when the caller used a personal API token (a bot always does).
+    pub api_token: Option<ApiTokenId>,
 }
 
 impl AuthUser {
@@ -35,22 +38,23 @@ fn unauthorized(detail: &str) -> ApiError {
 
 impl FromRequest for AuthUser {
     type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(authenticate_request(req))
+        let req = req.clone();
+        Box::pin(async move { authenticate_request(&req).await })
     }
 }
 
-fn authenticate_request(req: &HttpRequest) -> Result<AuthUser, ApiError> {
+async fn authenticate_request(req: &HttpRequest) -> Result<AuthUser, ApiError> {
     let state = req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::internal("state missing"))?;
     let header = req
         .headers()
         .get(AUTHORIZATION)
         .ok_or_else(|| unauthorized("Authentication required: send Authorization: Bearer <token>."))?;
     let token = bearer_of(header).ok_or_else(|| unauthorized("The Authorization header must be: Bearer <token>."))?;
-    let claims = state.authenticate(token)?;
-    Ok(AuthUser { claims })
+    let authenticated = state.authenticate(token).await?;
+    Ok(AuthUser { claims: authenticated.claims, api_token: authenticated.api_token })
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if the request has one.

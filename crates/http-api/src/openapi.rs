@@ -17,6 +17,7 @@ use utoipa::openapi::security::{Flow, HttpAuthScheme, HttpBuilder, OAuth2, Passw
         (name = "channels", description = "Channels, membership, DMs and moderation"),
         (name = "messages", description = "Messages, threads, reactions and search"),
         (name = "files", description = "Uploads and downloads"),
+        (name = "integrations", description = "Personal API tokens and bot accounts"),
         (name = "realtime", description = "The WebSocket handshake; the frames are described in its text"),
         (name = "operations", description = "Health, readiness, metrics"),
     )

@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use actix_web::HttpRequest;
-use domain::UserId;
+use domain::{UserId, WebhookId};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -21,6 +21,7 @@ type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInf
 pub struct Limits {
     auth: Option<(Keyed<IpAddr>, u32)>,
     writes: Option<(Keyed<UserId>, u32)>,
+    webhooks: Option<(Keyed<WebhookId>, u32)>,
     trusted_proxies: Vec<IpAddr>,
 }
 
@@ -40,7 +41,9 @@ impl Limits {
             let burst = n.saturating_mul(NonZeroU32::MIN.saturating_add(1));
             (RateLimiter::keyed(Quota::per_second(n).allow_burst(burst)).with_middleware(), n.get())
         });
-        Self { auth, writes, trusted_proxies: settings.trusted_proxies() }
+        let webhooks = NonZeroU32::new(settings.rate_limit_webhook_per_minute)
+            .map(|n| (RateLimiter::keyed(Quota::per_minute(n)).with_middleware(), n.get()));
+        Self { auth, writes, webhooks, trusted_proxies: settings.trusted_proxies() }
     }
 
     /// Register and login: per client IP.
@@ -53,6 +56,12 @@ impl Limits {
     pub fn check_writes(&self, user: UserId) -> Result<(), ApiError> {
         let Some((limiter, limit)) = &self.writes else { return Ok(()) };
         check(limiter, &user, *limit, "writes")
+    }
+
+    /// Posts through an incoming webhook: per webhook, whoever holds its URL.
+    pub fn check_webhook(&self, webhook: WebhookId) -> Result<(), ApiError> {
+        let Some((limiter, limit)) = &self.webhooks else { return Ok(()) };
+        check(limiter, &webhook, *limit, "webhooks")
     }
 
     /// The peer address, or — only when the peer is a trusted proxy — the nearest address in

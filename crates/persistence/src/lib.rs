@@ -4,6 +4,7 @@
 //! `&mut AsyncPgConnection`, so callers can compose them inside one transaction, and return
 //! domain types.
 
+pub mod api_tokens;
 pub mod audit;
 pub mod blocks;
 pub mod channels;
@@ -18,6 +19,7 @@ pub mod messages;
 mod schema;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 pub mod writer;
 
 pub use db::{Database, PooledConnection, run_migrations};

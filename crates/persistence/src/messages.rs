@@ -39,6 +39,8 @@ pub(crate) struct MessageRow {
     pub mentions_everyone: bool,
     pub pinned_at: Option<OffsetDateTime>,
     pub pinned_by: Option<Uuid>,
+    /// The name a webhook's message shows; `None` for everyone else's.
+    pub webhook_username: Option<String>,
 }
 
 /// Turns rows into messages as `viewer` sees them (`me` in reactions).
@@ -80,11 +82,21 @@ async fn assemble(
         users::summaries(conn, &people).await?.into_iter().map(|u| (u.id, u)).collect();
     let mut attachments = if with_attachments { attachments_of(conn, &ids).await? } else { HashMap::new() };
     let mut reactions = if with_reactions { reaction_summaries(conn, &ids, viewer).await? } else { HashMap::new() };
+    // Only messages a webhook posted cost this query.
+    let hook_accounts: Vec<Uuid> = rows.iter().filter(|r| r.webhook_username.is_some()).map(|r| r.user_id).collect();
+    let hooks = if hook_accounts.is_empty() {
+        HashMap::new()
+    } else {
+        crate::webhooks::of_accounts(conn, &hook_accounts).await?
+    };
     rows.into_iter()
         .map(|row| {
             let user_id = UserId::from_uuid(row.user_id);
             let user =
                 authors.get(&user_id).cloned().ok_or_else(|| StoreError::Corrupt("message author missing".into()))?;
+            let webhook = row.webhook_username.and_then(|username| {
+                hooks.get(&row.user_id).map(|(id, name)| domain::WebhookTag { id: *id, name: name.clone(), username })
+            });
             Ok(Message {
                 id: MessageId::from_uuid(row.id),
                 content: row.content,
@@ -107,6 +119,7 @@ async fn assemble(
                     .collect(),
                 mentions_everyone: row.mentions_everyone,
                 pinned: row.pinned_at.is_some(),
+                webhook,
             })
         })
         .collect()
@@ -548,7 +561,7 @@ pub async fn search(
     let hits: Vec<SearchHit> = diesel::sql_query(
         "SELECT m.id, m.channel_id, m.user_id, m.seq, m.parent_id, m.content, m.reply_count, m.created_at, \
                 m.edited_at, m.deleted, m.mention_ids, m.mentions_everyone, m.pinned_at, m.pinned_by, \
-                ts_rank(m.search, q) AS rank \
+                m.webhook_username, ts_rank(m.search, q) AS rank \
          FROM messages m \
          JOIN memberships mb ON mb.channel_id = m.channel_id AND mb.user_id = $1, \
               websearch_to_tsquery('english', $2) q \

@@ -10,6 +10,20 @@ diesel::table! {
         password_hash -> Text,
         created_at -> Timestamptz,
         username_skeleton -> Nullable<Text>,
+        is_bot -> Bool,
+        bot_owner_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        name -> Text,
+        token_hash -> Bytea,
+        created_at -> Timestamptz,
+        expires_at -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -86,6 +100,7 @@ diesel::table! {
         mentions_everyone -> Bool,
         pinned_at -> Nullable<Timestamptz>,
         pinned_by -> Nullable<Uuid>,
+        webhook_username -> Nullable<Text>,
     }
 }
 
@@ -172,6 +187,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhooks (id) {
+        id -> Uuid,
+        channel_id -> Uuid,
+        user_id -> Uuid,
+        name -> Text,
+        secret_hash -> Bytea,
+        created_by -> Uuid,
+        created_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(memberships -> channels (channel_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(channel_bans -> channels (channel_id));
@@ -180,6 +208,7 @@ diesel::joinable!(messages -> users (user_id));
 diesel::joinable!(reactions -> messages (message_id));
 diesel::joinable!(message_attachments -> files (file_id));
 diesel::joinable!(message_attachments -> messages (message_id));
+diesel::joinable!(api_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -198,4 +227,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     mentions,
     blocks,
     audit_log,
+    api_tokens,
+    webhooks,
 );

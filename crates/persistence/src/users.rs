@@ -23,6 +23,10 @@ pub(crate) struct UserRow {
     /// `Username::confusable_key`, unique, so a lookalike of a taken name is taken. NULL
     /// only for accounts stored before the column existed, until [`backfill_skeletons`].
     pub username_skeleton: Option<String>,
+    pub is_bot: bool,
+    /// The person a bot belongs to; NULL for people, and for a bot that was deleted (its
+    /// account stays as the author of what it posted, like a deactivated account).
+    pub bot_owner_id: Option<Uuid>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -35,6 +39,7 @@ impl TryFrom<UserRow> for User {
             display_name: stored_display_name(&row.display_name, &username),
             username,
             created_at: row.created_at,
+            is_bot: row.is_bot,
         })
     }
 }
@@ -86,10 +91,88 @@ pub async fn create(conn: &mut AsyncPgConnection, new: NewUser<'_>) -> StoreResu
         password_hash: new.password_hash.to_owned(),
         created_at: OffsetDateTime::now_utc(),
         username_skeleton: Some(new.username.confusable_key()),
+        is_bot: false,
+        bot_owner_id: None,
     };
     let row: UserRow =
         diesel::insert_into(users::table).values(&row).returning(UserRow::as_returning()).get_result(conn).await?;
     row.try_into()
+}
+
+/// What creating a bot stores: a password hash nothing can match (`!`, which is no bcrypt
+/// hash) and an address under `.invalid` (RFC 2606), which no mail reaches and no person
+/// registers, so the unique email index never refuses a bot.
+#[tracing::instrument(skip_all, fields(username = %username))]
+pub async fn create_bot(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    username: &Username,
+    display_name: &DisplayName,
+) -> StoreResult<User> {
+    let id = Uuid::now_v7();
+    let row = UserRow {
+        id,
+        username: username.as_str().to_owned(),
+        email: format!("{}@bots.invalid", id.simple()),
+        display_name: display_name.as_str().to_owned(),
+        password_hash: BOT_PASSWORD_HASH.to_owned(),
+        created_at: OffsetDateTime::now_utc(),
+        username_skeleton: Some(username.confusable_key()),
+        is_bot: true,
+        bot_owner_id: Some(owner.as_uuid()),
+    };
+    let row: UserRow =
+        diesel::insert_into(users::table).values(&row).returning(UserRow::as_returning()).get_result(conn).await?;
+    row.try_into()
+}
+
+/// The stored password hash of a bot: not a bcrypt hash, so no password verifies against it.
+pub const BOT_PASSWORD_HASH: &str = "!";
+
+/// The live bots `owner` made, by lowercase username, after the username key `after`.
+pub async fn bots_of(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    after: Option<&str>,
+    limit: i64,
+) -> StoreResult<Vec<User>> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{Bool, Text};
+    let mut query = users::table
+        .filter(users::bot_owner_id.eq(owner.as_uuid()))
+        .filter(users::is_bot.eq(true))
+        .select(UserRow::as_select())
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(sql::<Bool>("lower(username) > ").bind::<Text, _>(after.to_owned()));
+    }
+    let rows: Vec<UserRow> = query.order(sql::<Text>("lower(username)")).limit(limit).load(conn).await?;
+    rows.into_iter().map(User::try_from).collect()
+}
+
+/// `owner`'s live bot named `username`; NotFound for anyone else's, a person, or a deleted bot.
+pub async fn bot_of(conn: &mut AsyncPgConnection, owner: UserId, username: &Username) -> StoreResult<User> {
+    users::table
+        .filter(users::bot_owner_id.eq(owner.as_uuid()))
+        .filter(users::is_bot.eq(true))
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>("lower(username) = ")
+                .bind::<diesel::sql_types::Text, _>(username.key()),
+        )
+        .select(UserRow::as_select())
+        .first(conn)
+        .await?
+        .try_into()
+}
+
+/// Marks a bot deleted: it no longer belongs to anyone, so it can be neither listed, given a
+/// token nor deleted again. The row stays as the author of its messages.
+pub async fn retire_bot(conn: &mut AsyncPgConnection, bot: UserId) -> StoreResult<()> {
+    diesel::update(users::table.find(bot.as_uuid()).filter(users::is_bot.eq(true)))
+        .set(users::bot_owner_id.eq(None::<Uuid>))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: UserId) -> StoreResult<User> {

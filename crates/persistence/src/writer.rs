@@ -393,6 +393,7 @@ async fn apply(
                 created_at: now,
                 edited_at: None,
                 deleted: false,
+                webhook_username: request.webhook_username.clone(),
             };
             (request, row)
         })
@@ -555,6 +556,7 @@ mod tests {
             parent_id: None,
             attachment_ids: Vec::new(),
             nonce: nonce.map(str::to_owned),
+            webhook_username: None,
         }
     }
 

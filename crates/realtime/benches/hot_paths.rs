@@ -38,6 +38,7 @@ fn message_event(channel: ChannelId, seq: i64) -> ChannelEvent {
         mentions: Vec::new(),
         mentions_everyone: false,
         pinned: false,
+        webhook: None,
     };
     ChannelEvent::new(channel, seq, time::OffsetDateTime::now_utc(), EventBody::Message(Box::new(message)))
 }
@@ -50,6 +51,7 @@ fn tokens(c: &mut Criterion) {
         email: domain::Email::parse("john@example.com").unwrap(),
         display_name: DisplayName::parse("John Doe").unwrap(),
         created_at: time::OffsetDateTime::now_utc(),
+        is_bot: false,
     };
     let token = keys.issue(&account).unwrap().access_token;
     c.bench_function("jwt_verify", |b| b.iter(|| keys.verify(black_box(&token)).unwrap()));

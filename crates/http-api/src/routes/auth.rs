@@ -162,10 +162,11 @@ pub async fn login(
     if let Some(account) = &account {
         throttle::check(&state, account).await?;
     }
+    // A bot has no password: it is checked against the dummy hash like an unknown user.
     let found = match &username {
         Some(username) => {
             let mut conn = state.conn().await?;
-            users::credentials(&mut conn, username).await?
+            users::credentials(&mut conn, username).await?.filter(|(user, _)| !user.is_bot)
         }
         None => None,
     };
@@ -190,11 +191,15 @@ pub async fn login(
     }
 }
 
-/// Revoke the token used for this request, on every node, at once.
+/// Revoke the token used for this request, on every node, at once (a personal API token
+/// is deleted, as `DELETE /api/users/me/tokens/{id}` would).
 #[utoipa::path(tag = "auth", security(("bearer" = [])), responses((status = 204, description = "Logged out"), (status = 401, body = ErrorBody)))]
 #[post("/auth/logout")]
 pub async fn logout(state: web::Data<AppState>, caller: AuthUser) -> ApiResult<HttpResponse> {
-    state.revocations.revoke(&state.db, &caller.claims).await?;
+    match caller.api_token {
+        Some(id) => super::tokens::delete_token(&state, caller.id(), id).await?,
+        None => state.revocations.revoke(&state.db, &caller.claims).await?,
+    }
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -50,7 +50,7 @@ pub struct PostMessageRequest {
     pub nonce: Option<String>,
 }
 
-fn post_error(error: PostError) -> ApiError {
+pub fn post_error(error: PostError) -> ApiError {
     match error {
         PostError::Denied(denied) => denied.into(),
         PostError::ChannelGone => ApiError::not_found("channel"),

@@ -15,7 +15,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct WsQuery {
-    /// An access token (browsers cannot set headers on a WebSocket).
+    /// An access token or a personal API token (browsers cannot set headers on a WebSocket).
     pub token: Option<String>,
 }
 
@@ -94,7 +94,8 @@ async fn upgrade(
         code: "not_authenticated",
         detail: "Pass the access token as ?token=.".into(),
     })?;
-    let claims = state.authenticate(token)?;
+    let authenticated = state.authenticate(token).await?;
+    let claims = authenticated.claims;
     if let Some(username) = username
         && !username.eq_ignore_ascii_case(&claims.username)
     {
@@ -106,7 +107,7 @@ async fn upgrade(
     };
     let caller = realtime::Caller {
         credential: realtime::Credential { user: user.id, token: claims.jti, issued_at: claims.issued_at_ms() },
-        expires_at: Some(claims.expires_at()),
+        expires_at: authenticated.expires_at,
         user,
     };
     realtime::start(req, body, state.session_env(), caller).map_err(|e| ApiError::BadRequest(e.to_string()))

@@ -1,0 +1,111 @@
+//! The client against the real server: the example bot answers `!ping`, and the socket
+//! reconnects after a server restart and resumes without losing or doubling a message.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../examples/ping_bot.rs"]
+mod ping_bot;
+
+use std::time::Duration;
+
+use blackbox_tests::TestApp;
+use chat_client::{Client, Error, Event};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The next message event of the socket, within the wait.
+async fn next_message(socket: &mut chat_client::Socket) -> domain::Message {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Event::Message(message) = socket.next_event().await.unwrap() {
+                return *message;
+            }
+        }
+    })
+    .await
+    .expect("a message within the wait")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_bot_answers_ping_and_keeps_answering_after_a_restart() {
+    let mut app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let general = app.create_channel(&alice, "general").await;
+    let bot = app.client.post("/api/bots", Some(&alice), &json!({"username": "pingbot"})).await;
+    let bot_token = bot.assert_status(201)["token"].as_str().unwrap().to_owned();
+    let bot_client = Client::new(&app.base).with_token(&bot_token);
+    bot_client.join(bot_client.find_channel("general").await.unwrap()).await.unwrap();
+    let running = tokio::spawn(ping_bot::run(bot_client));
+
+    let alice_client = Client::new(&app.base).with_token(&alice);
+    let channel = alice_client.find_channel(&general).await.unwrap();
+    let mut socket = alice_client.socket();
+    // The first event is `ready`; from then on the socket is live.
+    assert!(matches!(socket.next_event().await.unwrap(), Event::Other { ref kind, .. } if kind == "ready"));
+    for round in 0..2 {
+        let asked = alice_client.send(channel, "!ping").await.unwrap();
+        assert_eq!(next_message(&mut socket).await.id, asked.id);
+        let answer = next_message(&mut socket).await;
+        assert_eq!(answer.content, "pong", "round {round}");
+        assert_eq!(answer.user.username.as_str(), "pingbot");
+        assert_eq!(answer.seq, asked.seq + 1);
+        if round == 0 {
+            // Both sockets drop with the server and must come back by themselves.
+            app.restart().await;
+        }
+    }
+    running.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_resumes_after_a_disconnect_without_losing_or_doubling() {
+    let mut app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let general = app.create_channel(&alice, "general").await;
+    let client = Client::new(&app.base).with_token(&alice);
+    let channel = client.find_channel("general").await.unwrap();
+    assert_eq!(channel.to_string(), general);
+    let mut socket = client.socket();
+    socket.next_event().await.unwrap();
+    let first = client.send(channel, "before").await.unwrap();
+    assert_eq!(next_message(&mut socket).await.id, first.id);
+
+    app.restart().await;
+    // Posted while the socket is still reconnecting: the resume must bring it.
+    let missed = client.send(channel, "while away").await.unwrap();
+    let after = client.send(channel, "after").await.unwrap();
+    assert_eq!(next_message(&mut socket).await.id, missed.id);
+    assert_eq!(next_message(&mut socket).await.id, after.id);
+    assert_eq!(socket.positions()[&channel], after.seq);
+}
+
+#[tokio::test]
+async fn a_revoked_token_ends_the_socket_and_errors_are_typed() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let client = Client::new(&app.base).with_token(&alice);
+    assert_eq!(client.me().await.unwrap().username, "alice");
+    let mut socket = client.socket();
+    socket.next_event().await.unwrap();
+    app.client.post_empty("/api/auth/logout", Some(&alice)).await.assert_status(204);
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Err(error) = socket.next_event().await {
+                return error;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(matches!(ended, Error::Unauthorized), "{ended}");
+    assert!(matches!(client.me().await, Err(Error::Unauthorized)));
+    let anonymous = Client::new(&app.base);
+    assert!(matches!(anonymous.login("alice", "wrong-password").await, Err(Error::Unauthorized)));
+    let token = anonymous.login("alice", "secretpass").await.unwrap();
+    let fresh = anonymous.with_token(&token);
+    match fresh.find_channel("nowhere").await {
+        Err(Error::Api { status: 404, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,6 @@
+ALTER TABLE messages DROP COLUMN IF EXISTS webhook_username;
+DROP TABLE IF EXISTS webhooks;
+DROP INDEX IF EXISTS users_bot_owner;
+ALTER TABLE users DROP COLUMN IF EXISTS bot_owner_id;
+ALTER TABLE users DROP COLUMN IF EXISTS is_bot;
+DROP TABLE IF EXISTS api_tokens;
