@@ -32,8 +32,8 @@ pub fn configure_hooks(cfg: &mut ServiceConfig) {
     cfg.service(post_hook);
 }
 
-/// Who may manage a channel's webhooks: its owner. Roles (owner, moderator) will widen this
-/// to "owner or moderator" here and nowhere else.
+/// Who may manage a channel's webhooks: its owner and moderators (`Action::Moderate`),
+/// decided here and nowhere else.
 async fn webhook_manager(conn: &mut AsyncPgConnection, channel: ChannelId, caller: UserId) -> ApiResult<ChannelAccess> {
     channel_access(conn, channel, caller, Action::Moderate).await
 }
