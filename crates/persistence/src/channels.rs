@@ -16,7 +16,7 @@ use crate::events;
 use crate::schema::{channel_bans, channel_events, channels, memberships, messages, users};
 use crate::users::{SummaryRow, UserRow};
 
-#[derive(Queryable, Selectable, Insertable)]
+#[derive(Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = channels)]
 pub(crate) struct ChannelRow {
     pub id: Uuid,
@@ -75,9 +75,17 @@ pub async fn access(conn: &mut AsyncPgConnection, channel_id: ChannelId, user: U
         ))
         .first(conn)
         .await?;
-    let is_owner = row.owner_id == user.as_uuid() && row.kind == ChannelKind::Channel.as_str();
-    let last_seq = row.last_seq;
-    Ok(ChannelAccess { channel: row.try_into()?, role: Role::from_facts(is_owner, is_member, is_banned), last_seq })
+    ChannelAccess::from_facts(row, user, is_member, is_banned)
+}
+
+impl ChannelAccess {
+    /// The caller's standing from the facts every access query reads (this module's, and the
+    /// one-statement history page's).
+    pub(crate) fn from_facts(row: ChannelRow, user: UserId, is_member: bool, is_banned: bool) -> StoreResult<Self> {
+        let is_owner = row.owner_id == user.as_uuid() && row.kind == ChannelKind::Channel.as_str();
+        let last_seq = row.last_seq;
+        Ok(ChannelAccess { channel: row.try_into()?, role: Role::from_facts(is_owner, is_member, is_banned), last_seq })
+    }
 }
 
 /// The channel's newest event seq.

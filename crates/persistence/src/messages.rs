@@ -74,26 +74,40 @@ async fn assemble(
     let mut reactions = if with_reactions { reaction_summaries(conn, &ids, viewer).await? } else { HashMap::new() };
     rows.into_iter()
         .map(|row| {
-            let user_id = UserId::from_uuid(row.user_id);
-            let user =
-                authors.get(&user_id).cloned().ok_or_else(|| StoreError::Corrupt("message author missing".into()))?;
-            Ok(Message {
-                id: MessageId::from_uuid(row.id),
-                content: row.content,
-                user_id,
-                channel_id: ChannelId::from_uuid(row.channel_id),
-                created_at: row.created_at,
-                seq: row.seq,
-                parent_id: row.parent_id.map(MessageId::from_uuid),
-                reply_count: row.reply_count,
-                edited_at: row.edited_at,
-                deleted: row.deleted,
-                user,
-                attachments: attachments.remove(&row.id).unwrap_or_default(),
-                reactions: reactions.remove(&row.id).unwrap_or_default(),
-            })
+            let user = authors
+                .get(&UserId::from_uuid(row.user_id))
+                .cloned()
+                .ok_or_else(|| StoreError::Corrupt("message author missing".into()))?;
+            let message_attachments = attachments.remove(&row.id).unwrap_or_default();
+            let message_reactions = reactions.remove(&row.id).unwrap_or_default();
+            Ok(message_from_parts(row, user, message_attachments, message_reactions))
         })
         .collect()
+}
+
+/// The one place a message row and what hangs off it become a [`Message`]; every way of
+/// reading messages (hydration here, the one-statement history page in `history`) ends here.
+pub(crate) fn message_from_parts(
+    row: MessageRow,
+    user: UserSummary,
+    attachments: Vec<FileMeta>,
+    reactions: Vec<ReactionSummary>,
+) -> Message {
+    Message {
+        id: MessageId::from_uuid(row.id),
+        content: row.content,
+        user_id: user.id,
+        channel_id: ChannelId::from_uuid(row.channel_id),
+        created_at: row.created_at,
+        seq: row.seq,
+        parent_id: row.parent_id.map(MessageId::from_uuid),
+        reply_count: row.reply_count,
+        edited_at: row.edited_at,
+        deleted: row.deleted,
+        user,
+        attachments,
+        reactions,
+    }
 }
 
 async fn attachments_of(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, Vec<FileMeta>>> {
@@ -160,50 +174,6 @@ pub async fn channel_of(conn: &mut AsyncPgConnection, id: MessageId) -> StoreRes
 pub async fn get(conn: &mut AsyncPgConnection, id: MessageId, viewer: UserId) -> StoreResult<Message> {
     let row = row(conn, id).await?;
     hydrate(conn, vec![row], Some(viewer)).await?.pop().ok_or(StoreError::NotFound)
-}
-
-/// Which way a history page reads.
-#[derive(Debug, Clone, Copy)]
-pub enum HistoryPage {
-    /// The newest messages, newest first.
-    Latest,
-    /// Messages with seq below this, newest first.
-    Before(i64),
-    /// Messages with seq above this, oldest first.
-    After(i64),
-}
-
-/// A page of a channel's top-level messages (thread replies live in their thread).
-pub async fn history(
-    conn: &mut AsyncPgConnection,
-    channel_id: ChannelId,
-    page: HistoryPage,
-    limit: i64,
-    viewer: UserId,
-) -> StoreResult<Vec<Message>> {
-    let query = messages::table
-        .filter(messages::channel_id.eq(channel_id.as_uuid()))
-        .filter(messages::parent_id.is_null())
-        .select(MessageRow::as_select())
-        .limit(limit)
-        .into_boxed();
-    let query = match page {
-        HistoryPage::Latest => query.order(messages::seq.desc()),
-        HistoryPage::Before(seq) => query.filter(messages::seq.lt(seq)).order(messages::seq.desc()),
-        HistoryPage::After(seq) => query.filter(messages::seq.gt(seq)).order(messages::seq.asc()),
-    };
-    let rows = query.load(conn).await?;
-    hydrate(conn, rows, Some(viewer)).await
-}
-
-/// The seq of a message in `channel_id`, for cursors given as message ids.
-pub async fn seq_in_channel(conn: &mut AsyncPgConnection, channel_id: ChannelId, id: MessageId) -> StoreResult<i64> {
-    Ok(messages::table
-        .find(id.as_uuid())
-        .filter(messages::channel_id.eq(channel_id.as_uuid()))
-        .select(messages::seq)
-        .first(conn)
-        .await?)
 }
 
 /// A thread's replies, oldest first, after `after_seq`.
