@@ -8,6 +8,6 @@ mod revocation;
 mod token;
 
 pub use error::AuthError;
-pub use password::PasswordHasher;
+pub use password::{AccountTurn, PasswordHasher};
 pub use revocation::Revocations;
 pub use token::{Claims, IssuedToken, SecretKey, TokenKeys};
