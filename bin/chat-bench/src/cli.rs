@@ -72,6 +72,9 @@ pub enum Scenario {
     Idle(IdleArgs),
     /// Clients drop and resume (with their last seq) while senders post; events lost must be 0.
     Reconnect(ReconnectArgs),
+    /// Readers paging through the history of one channel of --messages messages, closed loop
+    /// or open loop (--rate); ceilings: a bare SELECT of the same rows, and GET /healthz.
+    History(HistoryArgs),
     /// The ceilings of this machine: a bare single-row INSERT loop against PostgreSQL, and a
     /// bare in-process WebSocket broadcast server.
     Baseline(BaselineArgs),
@@ -152,6 +155,36 @@ pub struct RestArgs {
     #[arg(long, default_value_t = 100)]
     pub message_bytes: usize,
     /// Run the INSERT baseline first at the same concurrency.
+    #[arg(long)]
+    pub with_baseline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Requests in flight at most (closed loop: workers; open loop: the client's slots).
+    #[arg(long, default_value_t = 64)]
+    pub readers: usize,
+    /// Users the reads are spread over (all members of the channel).
+    #[arg(long, default_value_t = 16)]
+    pub users: usize,
+    /// Messages seeded into the channel.
+    #[arg(long, default_value_t = 1000)]
+    pub messages: usize,
+    /// Page size (`?limit=`).
+    #[arg(long, default_value_t = 50)]
+    pub page_limit: u32,
+    /// Open loop: pages per second on a fixed schedule, latency from each page's scheduled
+    /// time. Without it, a closed loop of --readers workers.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Open loop: longest wait for pages still in flight at the end, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub drain: u64,
+    /// Measure the ceilings in the same run: a bare SELECT of the same rows (--database-url
+    /// must name the server's database) and GET /healthz, at the same concurrency.
     #[arg(long)]
     pub with_baseline: bool,
 }
@@ -249,6 +282,7 @@ impl Scenario {
             Scenario::Rest(_) => "rest",
             Scenario::Idle(_) => "idle",
             Scenario::Reconnect(_) => "reconnect",
+            Scenario::History(_) => "history",
             Scenario::Baseline(_) => "baseline",
         }
     }

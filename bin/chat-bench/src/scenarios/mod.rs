@@ -3,6 +3,7 @@
 
 pub mod baseline;
 pub mod fanout;
+pub mod history;
 pub mod idle;
 pub mod reconnect;
 pub mod rest;
