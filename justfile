@@ -43,6 +43,7 @@ bench:
     $bench rooms --users 2000 --channels 200 --rate 100 --duration 15 --with-baseline --plot docs/rooms.svg $out
     $bench history --readers 64 --messages 1000 --duration 10 --with-baseline $db --plot docs/history.svg $out
     $bench history --readers 64 --messages 1000 --rate 2000 --duration 10 $out
+    $bench abuse --users 1000 --channels 50 --rate 200 --duration 15 $out
 
 # Build the image and start PostgreSQL, Redis and two replicas on ports 8000 and 8001.
 docker:

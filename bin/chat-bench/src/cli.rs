@@ -75,6 +75,9 @@ pub enum Scenario {
     /// Readers paging through the history of one channel of --messages messages, closed loop
     /// or open loop (--rate); ceilings: a bare SELECT of the same rows, and GET /healthz.
     History(HistoryArgs),
+    /// Normal users browsing (pages and posts, open loop) alone and then while one account
+    /// abuses resume and another's password is guessed; their p99 in both phases.
+    Abuse(AbuseArgs),
     /// The ceilings of this machine: a bare single-row INSERT loop against PostgreSQL, and a
     /// bare in-process WebSocket broadcast server.
     Baseline(BaselineArgs),
@@ -190,6 +193,34 @@ pub struct HistoryArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AbuseArgs {
+    /// Normal users, spread over --channels channels.
+    #[arg(long, default_value_t = 1000)]
+    pub users: usize,
+    /// Channels of the normal users (each seeded with 50 messages).
+    #[arg(long, default_value_t = 50)]
+    pub channels: usize,
+    /// Normal users' requests per second (open loop), in each phase.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+    /// Share of the normal users' requests that are posts; the rest read a page of history.
+    #[arg(long, default_value_t = 0.2)]
+    pub write_ratio: f64,
+    /// Normal users' requests in flight at most (later ones queue, and that counts).
+    #[arg(long, default_value_t = 256)]
+    pub in_flight: usize,
+    /// Events in the attacker's own channel, which it resumes 1,000 events back in a loop.
+    #[arg(long, default_value_t = 2000)]
+    pub attacker_messages: usize,
+    /// Concurrent wrong-password logins for one account.
+    #[arg(long, default_value_t = 8)]
+    pub guessers: usize,
+    /// Seconds of each phase (alone, then under attack).
+    #[arg(long, default_value_t = 15)]
+    pub duration: u64,
+}
+
+#[derive(Debug, Args)]
 pub struct IdleArgs {
     /// WebSocket connections to open and hold.
     #[arg(long, default_value_t = 10_000)]
@@ -283,6 +314,7 @@ impl Scenario {
             Scenario::Idle(_) => "idle",
             Scenario::Reconnect(_) => "reconnect",
             Scenario::History(_) => "history",
+            Scenario::Abuse(_) => "abuse",
             Scenario::Baseline(_) => "baseline",
         }
     }

@@ -88,6 +88,7 @@ async fn run(cli: Cli, args: &[String]) -> Result<bool> {
         Scenario::Idle(a) => scenarios::idle::run(&ctx, a).await?,
         Scenario::Reconnect(a) => scenarios::reconnect::run(&ctx, a).await?,
         Scenario::History(a) => scenarios::history::run(&ctx, a).await?,
+        Scenario::Abuse(a) => scenarios::abuse::run(&ctx, a).await?,
         Scenario::Baseline(a) => scenarios::baseline::run(&ctx, a).await?,
     };
     let throttled = ctx.api.setup_throttled();
