@@ -237,6 +237,14 @@ async fn retention_drops_a_day_of_the_log_as_a_partition_and_seqs_go_on() {
     let mut ws = app.connect(&alice).await;
     ws.send_json(&json!({"type": "resume", "data": {"channels": {general.clone(): first["seq"]}}})).await;
     assert_eq!(messages(&mut ws, &general, 1).await[0]["id"], second["id"]);
+
+    // Two nodes maintaining at the same moment both succeed, and each partition is made once.
+    let (mut one, mut other) = (app.db().await, app.db().await);
+    let far = now + time::Duration::days(30);
+    let cutoff = now - time::Duration::days(7);
+    let (a, b) = tokio::join!(maintain_partitions(&mut one, far, cutoff), maintain_partitions(&mut other, far, cutoff));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.created.len() + b.created.len(), 4, "{a:?} {b:?}");
 }
 
 #[tokio::test]

@@ -258,8 +258,7 @@ pub async fn maintain_partitions(
     let today = now.to_offset(time::UtcOffset::UTC).date();
     for ahead in 0..=PARTITION_DAYS_AHEAD {
         let day = today + time::Duration::days(ahead);
-        if !days.contains(&day) {
-            create_partition(conn, day).await?;
+        if !days.contains(&day) && create_partition(conn, day).await? {
             done.created.push(day);
         }
     }
@@ -269,7 +268,7 @@ pub async fn maintain_partitions(
             // long reader (and every append behind us): try again at the next run instead.
             conn.transaction::<_, StoreError, _>(async |conn| {
                 diesel::sql_query("SET LOCAL lock_timeout = '2s'").execute(conn).await?;
-                diesel::sql_query(format!("DROP TABLE {}", partition_name(day))).execute(conn).await?;
+                diesel::sql_query(format!("DROP TABLE IF EXISTS {}", partition_name(day))).execute(conn).await?;
                 Ok(())
             })
             .await?;
@@ -284,12 +283,32 @@ pub async fn maintain_partitions(
 }
 
 /// Creates `day`'s partition, moving any of its rows out of the default partition first (a
-/// default partition holding rows of the new range would refuse the new partition).
-async fn create_partition(conn: &mut AsyncPgConnection, day: Date) -> StoreResult<()> {
+/// default partition holding rows of the new range would refuse the new partition). Nodes
+/// starting together take turns on an advisory lock, and a partition another node made
+/// meanwhile is left alone: false then.
+async fn create_partition(conn: &mut AsyncPgConnection, day: Date) -> StoreResult<bool> {
+    #[derive(QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        exists: bool,
+    }
+    /// Any constant will do, as long as nothing else locks it: "chat" "pa" "rt".
+    const PARTITION_LOCK: i64 = 0x6368_6174_7061_7274;
     let name = partition_name(day);
     let (from, to) = (day_start(day), day_start(day + time::Duration::days(1)));
     conn.transaction::<_, StoreError, _>(async |conn| {
         diesel::sql_query("SET LOCAL lock_timeout = '2s'").execute(conn).await?;
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(PARTITION_LOCK)
+            .execute(conn)
+            .await?;
+        let made: Exists = diesel::sql_query("SELECT to_regclass($1) IS NOT NULL AS exists")
+            .bind::<diesel::sql_types::Text, _>(&name)
+            .get_result(conn)
+            .await?;
+        if made.exists {
+            return Ok(false);
+        }
         diesel::sql_query("LOCK TABLE channel_events_default IN SHARE ROW EXCLUSIVE MODE").execute(conn).await?;
         diesel::sql_query(format!("CREATE TABLE {name} (LIKE channel_events INCLUDING DEFAULTS)"))
             .execute(conn)
@@ -309,7 +328,7 @@ async fn create_partition(conn: &mut AsyncPgConnection, day: Date) -> StoreResul
         ))
         .execute(conn)
         .await?;
-        Ok(())
+        Ok(true)
     })
     .await
 }
