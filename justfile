@@ -29,17 +29,21 @@ bench:
     cargo build --release -p chat-server -p chat-bench
     psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS bench WITH (FORCE)" -c "CREATE DATABASE bench"
     RATE_LIMIT_WRITES_PER_SECOND=0 RATE_LIMIT_AUTH_PER_MINUTE=0 BCRYPT_COST=4 RUST_LOG=warn \
-        DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench ./target/release/chat-server & server=$!
+        DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench ${CARGO_TARGET_DIR:-./target}/release/chat-server & server=$!
     trap 'kill $server' EXIT
     until curl -sf http://127.0.0.1:8000/readyz >/dev/null; do sleep 0.2; done
-    bench=./target/release/chat-bench
+    bench=${CARGO_TARGET_DIR:-./target}/release/chat-bench
     out="--quiet --markdown-out BENCHMARKS.md"
+    db="--database-url postgres://postgres@127.0.0.1:5432/bench"
     $bench rest --write-ratio 1.0 --concurrency 64 --duration 10 --with-baseline --plot docs/rest-writes.svg $out
     $bench rest --write-ratio 0 --concurrency 64 --duration 10 --plot docs/rest-reads.svg $out
     $bench fanout --members 1000 --senders 4 --rate 100 --duration 15 --with-baseline --plot docs/fanout.svg $out
     $bench idle --connections 10000 --users 100 --server-pid $server $out
     $bench reconnect --clients 50 --cycles 1000 $out
     $bench rooms --users 2000 --channels 200 --rate 100 --duration 15 --with-baseline --plot docs/rooms.svg $out
+    $bench history --readers 64 --messages 1000 --duration 10 --with-baseline $db --plot docs/history.svg $out
+    $bench history --readers 64 --messages 1000 --rate 2000 --duration 10 $out
+    $bench abuse --users 1000 --channels 50 --rate 200 --duration 15 $out
 
 # Build the image and start PostgreSQL, Redis and two replicas on ports 8000 and 8001.
 docker:

@@ -61,6 +61,10 @@ async fn mentions_name_readers_count_above_the_read_marker_and_follow_edits_and_
     // Carol is no member, but the channel is public: she can read it, so she is mentioned.
     let second = app.post_message(&alice, &general, "@carol welcome").await;
     assert_eq!(second["mentions"][0]["username"], "carol");
+    let page = app.client.get(&format!("/api/chat/channels/{general}/messages"), Some(&bob)).await;
+    let page = page.assert_status(200)["items"].clone();
+    assert_eq!(page[0]["mentions"], second["mentions"], "history pages carry mentions too");
+    assert_eq!(page[1]["mentions"], first["mentions"]);
     assert_eq!(mention_count(&app, &bob, &general).await, 1);
     assert_eq!(mentions_of(&app, &carol).await.len(), 1);
 
@@ -491,6 +495,11 @@ async fn pins_are_capped_listed_newest_first_and_announced() {
     assert_eq!(pins["items"][0]["pinned"], true);
     let fetched = app.client.get(&format!("/api/chat/messages/{}", first["id"].as_str().unwrap()), Some(&bob)).await;
     assert_eq!(fetched.assert_status(200)["pinned"], true);
+    // History pages (one statement of their own) show the same.
+    let page = app.client.get(&format!("/api/chat/channels/{general}/messages"), Some(&bob)).await;
+    let pinned: Vec<bool> =
+        page.assert_status(200)["items"].as_array().unwrap().iter().map(|m| m["pinned"] == true).collect();
+    assert_eq!(pinned, [true, true]);
 
     let pinned = bob_ws.next_of("message_pinned").await;
     assert_eq!(pinned["data"]["message_id"], first["id"]);

@@ -208,3 +208,48 @@ async fn slow_bodies_and_endless_headers_are_cut_off() {
     let closed = tokio::time::timeout(Duration::from_secs(20), endless.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "the server kept a never-ending request open");
 }
+
+/// Issue 18: with one stolen token, a flood of wrong `current_password`s must not starve
+/// other people's logins. bcrypt runs on a pool of one permit per core; the guesses at one
+/// account queue behind each other (one bcrypt at a time) and stop at the per-account
+/// limit, so Bob's login waits behind at most one of them. Before, all 200 were hashed and
+/// Bob's login queued behind every one (seconds at this cost).
+#[tokio::test]
+async fn a_flood_of_guesses_at_one_account_does_not_starve_other_logins() {
+    let app = TestApp::spawn_with(|s| s.bcrypt_cost = 10).await;
+    let alice = app.user("alice").await;
+    app.user("bob").await;
+    let bob_login = || async {
+        let started = std::time::Instant::now();
+        let reply =
+            app.client.post("/api/auth/login", None, &json!({"username": "bob", "password": "secretpass"})).await;
+        reply.assert_status(200);
+        started.elapsed()
+    };
+    let alone = bob_login().await;
+
+    let flood: Vec<_> = (0..200)
+        .map(|n| {
+            let (client, token) = (app.client.clone(), alice.clone());
+            tokio::spawn(async move {
+                let guess = json!({"password": "anewpassword", "current_password": format!("guess{n}")});
+                client.patch("/api/users/me", Some(&token), &guess).await.status.as_u16()
+            })
+        })
+        .collect();
+    // Give the flood a head start: the point is that it is already queued when Bob comes.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let during = bob_login().await;
+
+    let mut statuses = Vec::new();
+    for guess in flood {
+        statuses.push(guess.await.unwrap());
+    }
+    assert!(
+        during < alone * 4 + std::time::Duration::from_secs(1),
+        "Bob's login took {during:?} during the flood, {alone:?} without it"
+    );
+    let hashed = statuses.iter().filter(|&&s| s == 403).count();
+    assert!(statuses.iter().all(|&s| s == 403 || s == 429), "{statuses:?}");
+    assert!(hashed <= 10, "{hashed} guesses were hashed; the account allows 10 failures");
+}

@@ -402,3 +402,32 @@ async fn resuming_in_a_loop_is_refused_once_the_replay_budget_is_spent() {
     let frames = frames_until(&mut other, |f| f["type"] == "pong").await;
     assert_eq!(frames.iter().filter(|f| f["type"] == "message").count(), 30, "bob has a budget of his own");
 }
+
+/// Issue 18: refused resumes count towards the twenty refusals in a row that close a
+/// connection with 1008, like any other refused frame. (A resume used to reset the count
+/// before the budget refused it, so a loop of refused resumes was answered forever: the
+/// abuse benchmark saw 18,000 refusals a second on one socket.)
+#[tokio::test]
+async fn a_client_resuming_past_its_budget_is_closed_after_twenty_refusals() {
+    let app = TestApp::spawn_with(|s| s.resume_budget_bytes_per_minute = 16 * 1024).await;
+    let alice = app.user("alice").await;
+    let general = app.create_channel(&alice, "general").await;
+    let long = "x".repeat(3_000);
+    for _ in 0..10 {
+        app.post_message(&alice, &general, &long).await;
+    }
+    let resume = json!({"type": "resume", "data": {"channels": {general.clone(): 0}}});
+    let mut ws = app.connect(&alice).await;
+    for _ in 0..40 {
+        ws.send_json(&resume).await;
+    }
+    let mut refused = 0;
+    while refused < 20 {
+        let frame = ws.next_json().await;
+        if frame["type"] == "error" {
+            assert_eq!(frame["data"]["code"], "rate_limited");
+            refused += 1;
+        }
+    }
+    assert_eq!(ws.close_code().await, Some(1008), "the twenty-first refusal closes the connection");
+}

@@ -183,6 +183,70 @@ async fn resume_beyond_the_log_asks_for_a_resync() {
     assert_eq!(frame, json!({"type": "resync_required", "data": {"channel_id": general}}));
 }
 
+/// Issue 15: retention drops a whole day of the event log (its partition) instead of
+/// deleting rows; a resume into the dropped range asks for a resync, history stays, and
+/// seqs go on from the channel's counter with no gap in what the log still holds.
+#[tokio::test]
+async fn retention_drops_a_day_of_the_log_as_a_partition_and_seqs_go_on() {
+    use diesel_async::RunQueryDsl as _;
+    use persistence::events::maintain_partitions;
+
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let general = channel(&app, &alice, "general", &[]).await;
+    let first = app.post_message(&alice, &general, "one").await;
+    let mut conn = app.db().await;
+    let now = time::OffsetDateTime::now_utc();
+    let today = now.date();
+    let partition = format!("channel_events_p{}", today.to_string().replace('-', ""));
+    let partitions = async |conn: &mut diesel_async::AsyncPgConnection| {
+        let counted: Count = diesel::sql_query("SELECT count(*) AS n FROM pg_class WHERE relname = $1")
+            .bind::<diesel::sql_types::Text, _>(&partition)
+            .get_result(conn)
+            .await
+            .unwrap();
+        counted.n
+    };
+    assert_eq!(partitions(&mut conn).await, 1, "today's events have their own partition");
+
+    // Ten days on, with seven days of retention, today's partition goes whole.
+    let later = now + time::Duration::days(10);
+    let done = maintain_partitions(&mut conn, later, later - time::Duration::days(7)).await.unwrap();
+    assert!(done.dropped.contains(&today), "{done:?}");
+    assert!(done.created.contains(&later.date()), "{done:?}");
+    assert_eq!(partitions(&mut conn).await, 0);
+
+    let mut ws = app.connect(&alice).await;
+    ws.send_json(&json!({"type": "resume", "data": {"channels": {general.clone(): 0}}})).await;
+    assert_eq!(ws.next_json().await, json!({"type": "resync_required", "data": {"channel_id": general}}));
+    let history = app.client.get(&format!("/api/chat/channels/{general}/messages"), Some(&alice)).await;
+    assert_eq!(history.assert_status(200)["items"][0]["id"], first["id"], "messages outlive the log");
+
+    // Appends go on (into the default partition, as today has none now) with the next seq;
+    // the next maintenance run gives today its partition back, moving them into it.
+    let second = app.post_message(&alice, &general, "two").await;
+    assert_eq!(second["seq"], first["seq"].as_i64().unwrap() + 1);
+    let done = maintain_partitions(&mut conn, now, now - time::Duration::days(7)).await.unwrap();
+    assert!(done.created.contains(&today), "{done:?}");
+    assert_eq!(partitions(&mut conn).await, 1);
+    let mut ws = app.connect(&alice).await;
+    ws.send_json(&json!({"type": "resume", "data": {"channels": {general.clone(): first["seq"]}}})).await;
+    assert_eq!(messages(&mut ws, &general, 1).await[0]["id"], second["id"]);
+
+    // Two nodes maintaining at the same moment both succeed, and each partition is made once.
+    let (mut one, mut other) = (app.db().await, app.db().await);
+    let far = now + time::Duration::days(30);
+    let cutoff = now - time::Duration::days(7);
+    let (a, b) = tokio::join!(maintain_partitions(&mut one, far, cutoff), maintain_partitions(&mut other, far, cutoff));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.created.len() + b.created.len(), 4, "{a:?} {b:?}");
+}
+
 #[tokio::test]
 async fn a_ban_stops_delivery_at_once_with_member_banned() {
     let app = TestApp::spawn().await;

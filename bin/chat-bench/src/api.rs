@@ -155,6 +155,15 @@ impl Api {
         load_call(request).await
     }
 
+    /// `POST /api/auth/login` under load (the abuse scenario's password guesser).
+    pub async fn login(&self, username: &str, password: &str) -> Reply {
+        let url = match self.target.http("api/auth/login") {
+            Ok(url) => url,
+            Err(error) => return Reply::Failed(error.to_string()),
+        };
+        load_call(self.http.post(url).json(&serde_json::json!({"username": username, "password": password}))).await
+    }
+
     /// An authenticated GET under load.
     pub async fn get(&self, token: &str, url: &Url) -> Reply {
         load_call(self.http.get(url.clone()).bearer_auth(token)).await

@@ -72,6 +72,12 @@ pub enum Scenario {
     Idle(IdleArgs),
     /// Clients drop and resume (with their last seq) while senders post; events lost must be 0.
     Reconnect(ReconnectArgs),
+    /// Readers paging through the history of one channel of --messages messages, closed loop
+    /// or open loop (--rate); ceilings: a bare SELECT of the same rows, and GET /healthz.
+    History(HistoryArgs),
+    /// Normal users browsing (pages and posts, open loop) alone and then while one account
+    /// abuses resume and another's password is guessed; their p99 in both phases.
+    Abuse(AbuseArgs),
     /// The ceilings of this machine: a bare single-row INSERT loop against PostgreSQL, and a
     /// bare in-process WebSocket broadcast server.
     Baseline(BaselineArgs),
@@ -154,6 +160,64 @@ pub struct RestArgs {
     /// Run the INSERT baseline first at the same concurrency.
     #[arg(long)]
     pub with_baseline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Requests in flight at most (closed loop: workers; open loop: the client's slots).
+    #[arg(long, default_value_t = 64)]
+    pub readers: usize,
+    /// Users the reads are spread over (all members of the channel).
+    #[arg(long, default_value_t = 16)]
+    pub users: usize,
+    /// Messages seeded into the channel.
+    #[arg(long, default_value_t = 1000)]
+    pub messages: usize,
+    /// Page size (`?limit=`).
+    #[arg(long, default_value_t = 50)]
+    pub page_limit: u32,
+    /// Open loop: pages per second on a fixed schedule, latency from each page's scheduled
+    /// time. Without it, a closed loop of --readers workers.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Open loop: longest wait for pages still in flight at the end, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub drain: u64,
+    /// Measure the ceilings in the same run: a bare SELECT of the same rows (--database-url
+    /// must name the server's database) and GET /healthz, at the same concurrency.
+    #[arg(long)]
+    pub with_baseline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AbuseArgs {
+    /// Normal users, spread over --channels channels.
+    #[arg(long, default_value_t = 1000)]
+    pub users: usize,
+    /// Channels of the normal users (each seeded with 50 messages).
+    #[arg(long, default_value_t = 50)]
+    pub channels: usize,
+    /// Normal users' requests per second (open loop), in each phase.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+    /// Share of the normal users' requests that are posts; the rest read a page of history.
+    #[arg(long, default_value_t = 0.2)]
+    pub write_ratio: f64,
+    /// Normal users' requests in flight at most (later ones queue, and that counts).
+    #[arg(long, default_value_t = 256)]
+    pub in_flight: usize,
+    /// Events in the attacker's own channel, which it resumes 1,000 events back in a loop.
+    #[arg(long, default_value_t = 2000)]
+    pub attacker_messages: usize,
+    /// Concurrent wrong-password logins for one account.
+    #[arg(long, default_value_t = 8)]
+    pub guessers: usize,
+    /// Seconds of each phase (alone, then under attack).
+    #[arg(long, default_value_t = 15)]
+    pub duration: u64,
 }
 
 #[derive(Debug, Args)]
@@ -249,6 +313,8 @@ impl Scenario {
             Scenario::Rest(_) => "rest",
             Scenario::Idle(_) => "idle",
             Scenario::Reconnect(_) => "reconnect",
+            Scenario::History(_) => "history",
+            Scenario::Abuse(_) => "abuse",
             Scenario::Baseline(_) => "baseline",
         }
     }

@@ -10,6 +10,7 @@ mod live;
 mod machine;
 #[cfg(test)]
 mod mock_server;
+mod openloop;
 mod plot;
 mod progress;
 mod receiver;
@@ -86,6 +87,8 @@ async fn run(cli: Cli, args: &[String]) -> Result<bool> {
         Scenario::Rest(a) => scenarios::rest::run(&ctx, a).await?,
         Scenario::Idle(a) => scenarios::idle::run(&ctx, a).await?,
         Scenario::Reconnect(a) => scenarios::reconnect::run(&ctx, a).await?,
+        Scenario::History(a) => scenarios::history::run(&ctx, a).await?,
+        Scenario::Abuse(a) => scenarios::abuse::run(&ctx, a).await?,
         Scenario::Baseline(a) => scenarios::baseline::run(&ctx, a).await?,
     };
     let throttled = ctx.api.setup_throttled();

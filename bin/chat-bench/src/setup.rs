@@ -121,6 +121,34 @@ pub async fn join_channels(
     result.map(drop)
 }
 
+/// Posts `count` messages of about 100 bytes into the channel as `poster`, `limits.concurrency`
+/// at a time (their order does not matter to the scenarios that read them).
+pub async fn seed_messages(
+    api: &Api,
+    poster: &User,
+    channel_id: &str,
+    count: usize,
+    limits: SetupLimits,
+    progress: Progress,
+) -> Result<()> {
+    let bar = progress.counter(count as u64, "seeding history");
+    let result = stream::iter(0..count)
+        .map(|n| {
+            let bar = bar.clone();
+            async move {
+                let text = format!("history message {n}: {}", "x".repeat(80));
+                api.post_for_setup(&poster.token, channel_id, &text).await?;
+                bar.inc(1);
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(limits.concurrency.max(1))
+        .try_collect::<Vec<()>>()
+        .await;
+    bar.finish_and_clear();
+    result.map(drop)
+}
+
 /// Runs a setup step within the time limit, with advice when it is too slow.
 pub async fn within<T>(limits: SetupLimits, step: impl Future<Output = Result<T>>) -> Result<T> {
     tokio::time::timeout(limits.timeout, step).await.with_context(|| {

@@ -10,6 +10,6 @@ mod token;
 
 pub use api_token::{ApiTokenCache, ApiTokenSecret};
 pub use error::AuthError;
-pub use password::PasswordHasher;
+pub use password::{AccountTurn, PasswordHasher};
 pub use revocation::Revocations;
 pub use token::{Claims, IssuedToken, SecretKey, TokenKeys};

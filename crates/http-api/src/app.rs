@@ -328,8 +328,6 @@ async fn wait_for_signal() {
     }
 }
 
-/// Hourly housekeeping: the event log keeps 7 days, idempotency nonces 24 hours, and
-/// uploads that no message refers to are removed after 24 hours.
 /// Closes, with 4001, the WebSockets whose token a revocation made here or on another node
 /// no longer accepts (logout, password change, API-token revocation, bot deletion), within
 /// the revocation sync's interval, and drops the API tokens it rejects from the cache.
@@ -367,6 +365,9 @@ async fn record_token_use(api_tokens: Arc<auth::ApiTokenCache>, db: Database) {
     }
 }
 
+/// Hourly housekeeping (the first run at start): the event log's daily partitions are
+/// created ahead and dropped after 7 days, idempotency nonces are kept 24 hours, and uploads
+/// that no message refers to are removed after 24 hours.
 async fn janitor(db: Database, files: Arc<dyn crate::files::FileStore>) {
     const EVENT_RETENTION: time::Duration = time::Duration::days(7);
     const DAY: time::Duration = time::Duration::hours(24);
@@ -375,9 +376,14 @@ async fn janitor(db: Database, files: Arc<dyn crate::files::FileStore>) {
         tick.tick().await;
         let Ok(mut conn) = db.get().await else { continue };
         let now = time::OffsetDateTime::now_utc();
-        match persistence::events::purge_older_than(&mut conn, now - EVENT_RETENTION).await {
-            Ok(n) if n > 0 => tracing::info!(events = n, "purged old events"),
-            Err(error) => tracing::warn!(%error, "event purge failed"),
+        match persistence::events::maintain_partitions(&mut conn, now, now - EVENT_RETENTION).await {
+            Ok(done) if done != persistence::events::PartitionMaintenance::default() => tracing::info!(
+                created = ?done.created,
+                dropped = ?done.dropped,
+                purged_from_default = done.purged_from_default,
+                "event log partitions maintained"
+            ),
+            Err(error) => tracing::warn!(%error, "event log partition maintenance failed"),
             _ => {}
         }
         if let Err(error) = persistence::messages::purge_nonces(&mut conn, now - DAY).await {

@@ -18,6 +18,13 @@ pub async fn channel_access(
         persistence::StoreError::NotFound => ApiError::not_found("channel"),
         other => other.into(),
     })?;
-    domain::authorize(access.channel.kind, access.channel.is_private, access.role, action)?;
+    authorize(&access, action)?;
     Ok(access)
+}
+
+/// The same decision for an access already loaded by a query that read more than the
+/// channel (the one-statement history page).
+pub fn authorize(access: &ChannelAccess, action: Action) -> ApiResult<()> {
+    domain::authorize(access.channel.kind, access.channel.is_private, access.role, action)?;
+    Ok(())
 }

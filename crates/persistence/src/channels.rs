@@ -16,7 +16,7 @@ use crate::schema::{channel_bans, channel_events, channels, memberships, users};
 use crate::users::{SummaryRow, UserRow};
 use crate::{audit, events};
 
-#[derive(Queryable, Selectable, Insertable)]
+#[derive(Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = channels)]
 pub(crate) struct ChannelRow {
     pub id: Uuid,
@@ -75,10 +75,28 @@ pub async fn access(conn: &mut AsyncPgConnection, channel_id: ChannelId, user: U
         ))
         .first(conn)
         .await?;
-    let is_owner = row.owner_id == user.as_uuid() && row.kind == ChannelKind::Channel.as_str();
-    let last_seq = row.last_seq;
-    let membership = membership.map(|role| stored_role(&role)).transpose()?;
-    Ok(ChannelAccess { channel: row.try_into()?, role: Role::from_facts(is_owner, membership, is_banned), last_seq })
+    ChannelAccess::from_facts(row, user, membership.as_deref(), is_banned)
+}
+
+impl ChannelAccess {
+    /// The caller's standing from the facts every access query reads (this module's, and the
+    /// one-statement history page's): `membership` is the stored role, `None` for a
+    /// non-member.
+    pub(crate) fn from_facts(
+        row: ChannelRow,
+        user: UserId,
+        membership: Option<&str>,
+        is_banned: bool,
+    ) -> StoreResult<Self> {
+        let is_owner = row.owner_id == user.as_uuid() && row.kind == ChannelKind::Channel.as_str();
+        let last_seq = row.last_seq;
+        let membership = membership.map(stored_role).transpose()?;
+        Ok(ChannelAccess {
+            channel: row.try_into()?,
+            role: Role::from_facts(is_owner, membership, is_banned),
+            last_seq,
+        })
+    }
 }
 
 fn stored_role(raw: &str) -> StoreResult<MemberRole> {

@@ -8,9 +8,9 @@
 //! who sees N+1 can always find N.
 
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use domain::{ChannelEvent, ChannelId, EventBody};
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::error::{StoreError, StoreResult};
@@ -210,7 +210,164 @@ pub async fn oldest_seq(conn: &mut AsyncPgConnection, channel_id: ChannelId) -> 
         .await?)
 }
 
-/// Deletes events older than `cutoff` (the retention window).
-pub async fn purge_older_than(conn: &mut AsyncPgConnection, cutoff: OffsetDateTime) -> StoreResult<usize> {
-    Ok(diesel::delete(channel_events::table.filter(channel_events::created_at.lt(cutoff))).execute(conn).await?)
+/// What [`maintain_partitions`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PartitionMaintenance {
+    /// Days whose partition was created.
+    pub created: Vec<Date>,
+    /// Days whose partition was dropped (all its events were past retention).
+    pub dropped: Vec<Date>,
+    /// Rows past retention deleted from the default partition.
+    pub purged_from_default: usize,
+}
+
+/// How many days ahead of today partitions exist, so that appends never wait for the janitor.
+pub const PARTITION_DAYS_AHEAD: i64 = 3;
+
+const PARTITION_PREFIX: &str = "channel_events_p";
+
+/// The event log is partitioned by UTC day of `created_at` (migration
+/// `2026-12-01-000008_event_log_partitions`). This creates the partitions of today and the
+/// next [`PARTITION_DAYS_AHEAD`] days that are missing, drops every partition whose day ended
+/// before `cutoff` — retention by dropping whole days, not deleting rows — and deletes what
+/// the default partition holds from before `cutoff` (events that arrived while their day had
+/// no partition). A day is therefore kept until its last event is past `cutoff`: the log
+/// keeps between the retention window and one day more.
+///
+/// Seqs are unaffected: they come from `channels.last_seq`, so dropping a day removes the
+/// oldest part of each channel's log and never opens a gap in what remains.
+pub async fn maintain_partitions(
+    conn: &mut AsyncPgConnection,
+    now: OffsetDateTime,
+    cutoff: OffsetDateTime,
+) -> StoreResult<PartitionMaintenance> {
+    #[derive(QueryableByName)]
+    struct Partition {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let existing: Vec<Partition> = diesel::sql_query(
+        "SELECT c.relname::text AS name FROM pg_inherits i \
+         JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \
+         WHERE p.relname = 'channel_events' AND pg_table_is_visible(p.oid)",
+    )
+    .load(conn)
+    .await?;
+    let days: Vec<Date> = existing.iter().filter_map(|p| partition_day(&p.name)).collect();
+    let mut done = PartitionMaintenance::default();
+    let today = now.to_offset(time::UtcOffset::UTC).date();
+    for ahead in 0..=PARTITION_DAYS_AHEAD {
+        let day = today + time::Duration::days(ahead);
+        if !days.contains(&day) && create_partition(conn, day).await? {
+            done.created.push(day);
+        }
+    }
+    for day in days {
+        if day_start(day + time::Duration::days(1)) <= cutoff {
+            // Dropping a partition takes the parent's lock for a moment; never queue behind a
+            // long reader (and every append behind us): try again at the next run instead.
+            conn.transaction::<_, StoreError, _>(async |conn| {
+                diesel::sql_query("SET LOCAL lock_timeout = '2s'").execute(conn).await?;
+                diesel::sql_query(format!("DROP TABLE IF EXISTS {}", partition_name(day))).execute(conn).await?;
+                Ok(())
+            })
+            .await?;
+            done.dropped.push(day);
+        }
+    }
+    done.purged_from_default = diesel::sql_query("DELETE FROM channel_events_default WHERE created_at < $1")
+        .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
+        .execute(conn)
+        .await?;
+    Ok(done)
+}
+
+/// Creates `day`'s partition, moving any of its rows out of the default partition first (a
+/// default partition holding rows of the new range would refuse the new partition). Nodes
+/// starting together take turns on an advisory lock, and a partition another node made
+/// meanwhile is left alone: false then.
+async fn create_partition(conn: &mut AsyncPgConnection, day: Date) -> StoreResult<bool> {
+    #[derive(QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        exists: bool,
+    }
+    /// Any constant will do, as long as nothing else locks it: "chat" "pa" "rt".
+    const PARTITION_LOCK: i64 = 0x6368_6174_7061_7274;
+    let name = partition_name(day);
+    let (from, to) = (day_start(day), day_start(day + time::Duration::days(1)));
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        diesel::sql_query("SET LOCAL lock_timeout = '2s'").execute(conn).await?;
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(PARTITION_LOCK)
+            .execute(conn)
+            .await?;
+        let made: Exists = diesel::sql_query("SELECT to_regclass($1) IS NOT NULL AS exists")
+            .bind::<diesel::sql_types::Text, _>(&name)
+            .get_result(conn)
+            .await?;
+        if made.exists {
+            return Ok(false);
+        }
+        diesel::sql_query("LOCK TABLE channel_events_default IN SHARE ROW EXCLUSIVE MODE").execute(conn).await?;
+        diesel::sql_query(format!("CREATE TABLE {name} (LIKE channel_events INCLUDING DEFAULTS)"))
+            .execute(conn)
+            .await?;
+        diesel::sql_query(format!(
+            "WITH moved AS (DELETE FROM channel_events_default WHERE created_at >= $1 AND created_at < $2 \
+             RETURNING *) INSERT INTO {name} SELECT * FROM moved"
+        ))
+        .bind::<diesel::sql_types::Timestamptz, _>(from)
+        .bind::<diesel::sql_types::Timestamptz, _>(to)
+        .execute(conn)
+        .await?;
+        diesel::sql_query(format!(
+            "ALTER TABLE channel_events ATTACH PARTITION {name} FOR VALUES FROM ('{}') TO ('{}')",
+            timestamp_literal(from),
+            timestamp_literal(to)
+        ))
+        .execute(conn)
+        .await?;
+        Ok(true)
+    })
+    .await
+}
+
+fn partition_name(day: Date) -> String {
+    format!("{PARTITION_PREFIX}{:04}{:02}{:02}", day.year(), u8::from(day.month()), day.day())
+}
+
+/// The day of a partition named by [`partition_name`]; `None` for the default partition.
+fn partition_day(name: &str) -> Option<Date> {
+    let digits = name.strip_prefix(PARTITION_PREFIX)?;
+    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let year = digits[..4].parse().ok()?;
+    let month = time::Month::try_from(digits[4..6].parse::<u8>().ok()?).ok()?;
+    Date::from_calendar_date(year, month, digits[6..].parse().ok()?).ok()
+}
+
+fn day_start(day: Date) -> OffsetDateTime {
+    day.midnight().assume_utc()
+}
+
+fn timestamp_literal(at: OffsetDateTime) -> String {
+    let date = at.date();
+    format!("{:04}-{:02}-{:02} 00:00:00+00", date.year(), u8::from(date.month()), date.day())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names_round_trip_and_the_default_is_no_day() {
+        let day = Date::from_calendar_date(2026, time::Month::December, 1).unwrap();
+        assert_eq!(partition_name(day), "channel_events_p20261201");
+        assert_eq!(partition_day(&partition_name(day)), Some(day));
+        assert_eq!(partition_day("channel_events_default"), None);
+        assert_eq!(partition_day("channel_events_p2026120"), None);
+        assert_eq!(timestamp_literal(day_start(day)), "2026-12-01 00:00:00+00");
+    }
 }

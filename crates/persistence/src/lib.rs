@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod files;
+pub mod history;
 pub mod local_pg;
 pub mod login_failures;
 pub mod mentions;

@@ -91,38 +91,64 @@ async fn assemble(
     };
     rows.into_iter()
         .map(|row| {
-            let user_id = UserId::from_uuid(row.user_id);
-            let user =
-                authors.get(&user_id).cloned().ok_or_else(|| StoreError::Corrupt("message author missing".into()))?;
-            let webhook = row.webhook_username.and_then(|username| {
+            let user = authors
+                .get(&UserId::from_uuid(row.user_id))
+                .cloned()
+                .ok_or_else(|| StoreError::Corrupt("message author missing".into()))?;
+            let mentions = row
+                .mention_ids
+                .iter()
+                .filter_map(|id| authors.get(&UserId::from_uuid(*id)))
+                .map(|u| MentionedUser { id: u.id, username: u.username.clone() })
+                .collect();
+            let webhook = row.webhook_username.clone().and_then(|username| {
                 hooks.get(&row.user_id).map(|(id, name)| domain::WebhookTag { id: *id, name: name.clone(), username })
             });
-            Ok(Message {
-                id: MessageId::from_uuid(row.id),
-                content: row.content,
-                user_id,
-                channel_id: ChannelId::from_uuid(row.channel_id),
-                created_at: row.created_at,
-                seq: row.seq,
-                parent_id: row.parent_id.map(MessageId::from_uuid),
-                reply_count: row.reply_count,
-                edited_at: row.edited_at,
-                deleted: row.deleted,
+            let parts = Parts {
                 user,
                 attachments: attachments.remove(&row.id).unwrap_or_default(),
                 reactions: reactions.remove(&row.id).unwrap_or_default(),
-                mentions: row
-                    .mention_ids
-                    .iter()
-                    .filter_map(|id| authors.get(&UserId::from_uuid(*id)))
-                    .map(|u| MentionedUser { id: u.id, username: u.username.clone() })
-                    .collect(),
-                mentions_everyone: row.mentions_everyone,
-                pinned: row.pinned_at.is_some(),
+                mentions,
                 webhook,
-            })
+            };
+            Ok(message_from_parts(row, parts))
         })
         .collect()
+}
+
+/// The one place a message row and what hangs off it become a [`Message`]; every way of
+/// reading messages (hydration here, the one-statement history page in `history`) ends here.
+pub(crate) fn message_from_parts(row: MessageRow, parts: Parts) -> Message {
+    Message {
+        id: MessageId::from_uuid(row.id),
+        content: row.content,
+        user_id: parts.user.id,
+        channel_id: ChannelId::from_uuid(row.channel_id),
+        created_at: row.created_at,
+        seq: row.seq,
+        parent_id: row.parent_id.map(MessageId::from_uuid),
+        reply_count: row.reply_count,
+        edited_at: row.edited_at,
+        deleted: row.deleted,
+        user: parts.user,
+        attachments: parts.attachments,
+        reactions: parts.reactions,
+        mentions: parts.mentions,
+        mentions_everyone: row.mentions_everyone,
+        pinned: row.pinned_at.is_some(),
+        webhook: parts.webhook,
+    }
+}
+
+/// What a message row needs from other tables to become a [`Message`].
+pub(crate) struct Parts {
+    pub user: UserSummary,
+    pub attachments: Vec<FileMeta>,
+    pub reactions: Vec<ReactionSummary>,
+    /// The row's `mention_ids` with their usernames, in the row's order.
+    pub mentions: Vec<MentionedUser>,
+    /// For a webhook's message: which webhook, with the row's `webhook_username`.
+    pub webhook: Option<domain::WebhookTag>,
 }
 
 async fn attachments_of(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, Vec<FileMeta>>> {
@@ -189,50 +215,6 @@ pub async fn channel_of(conn: &mut AsyncPgConnection, id: MessageId) -> StoreRes
 pub async fn get(conn: &mut AsyncPgConnection, id: MessageId, viewer: UserId) -> StoreResult<Message> {
     let row = row(conn, id).await?;
     hydrate(conn, vec![row], Some(viewer)).await?.pop().ok_or(StoreError::NotFound)
-}
-
-/// Which way a history page reads.
-#[derive(Debug, Clone, Copy)]
-pub enum HistoryPage {
-    /// The newest messages, newest first.
-    Latest,
-    /// Messages with seq below this, newest first.
-    Before(i64),
-    /// Messages with seq above this, oldest first.
-    After(i64),
-}
-
-/// A page of a channel's top-level messages (thread replies live in their thread).
-pub async fn history(
-    conn: &mut AsyncPgConnection,
-    channel_id: ChannelId,
-    page: HistoryPage,
-    limit: i64,
-    viewer: UserId,
-) -> StoreResult<Vec<Message>> {
-    let query = messages::table
-        .filter(messages::channel_id.eq(channel_id.as_uuid()))
-        .filter(messages::parent_id.is_null())
-        .select(MessageRow::as_select())
-        .limit(limit)
-        .into_boxed();
-    let query = match page {
-        HistoryPage::Latest => query.order(messages::seq.desc()),
-        HistoryPage::Before(seq) => query.filter(messages::seq.lt(seq)).order(messages::seq.desc()),
-        HistoryPage::After(seq) => query.filter(messages::seq.gt(seq)).order(messages::seq.asc()),
-    };
-    let rows = query.load(conn).await?;
-    hydrate(conn, rows, Some(viewer)).await
-}
-
-/// The seq of a message in `channel_id`, for cursors given as message ids.
-pub async fn seq_in_channel(conn: &mut AsyncPgConnection, channel_id: ChannelId, id: MessageId) -> StoreResult<i64> {
-    Ok(messages::table
-        .find(id.as_uuid())
-        .filter(messages::channel_id.eq(channel_id.as_uuid()))
-        .select(messages::seq)
-        .first(conn)
-        .await?)
 }
 
 /// A thread's replies, oldest first, after `after_seq`.

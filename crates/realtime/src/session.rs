@@ -404,7 +404,12 @@ impl Connection {
             Ok(frame) => frame,
             Err(error) => return self.refuse(&error).await,
         };
-        self.invalid_in_a_row = 0;
+        // A resume refused by the replay budget is a refusal like any other: the count of
+        // refusals in a row starts again only once the resume is let through (below), so a
+        // client resuming in a loop is closed after twenty like one sending garbage.
+        if !matches!(frame, ClientFrame::Resume { .. }) {
+            self.invalid_in_a_row = 0;
+        }
         match frame {
             ClientFrame::Ping => self.send(&ServerFrame::Pong {}.encode()).await.err(),
             ClientFrame::Typing { channel_id } => {
@@ -424,6 +429,7 @@ impl Connection {
                     let detail = format!("resume budget spent; retry in {} s", wait.as_secs().max(1));
                     return self.refuse(&FrameError { code: "rate_limited", detail }).await;
                 }
+                self.invalid_in_a_row = 0;
                 let mut out = Vec::new();
                 let mut refused = Vec::new();
                 for (channel_id, last_seq) in channels {

@@ -1,8 +1,10 @@
 //! The scenarios, one module each. Every scenario returns a [`Report`](crate::report::Report)
 //! and leaves rendering to `main`.
 
+pub mod abuse;
 pub mod baseline;
 pub mod fanout;
+pub mod history;
 pub mod idle;
 pub mod reconnect;
 pub mod rest;

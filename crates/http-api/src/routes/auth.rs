@@ -159,9 +159,18 @@ pub async fn login(
     // gets the same 401 in the same time, and it never reaches a query.
     let username = Username::parse(&credentials.username).ok();
     let account = username.as_ref().map(|username| throttle::account_key(username.as_str()));
-    if let Some(account) = &account {
-        throttle::check(&state, account).await?;
-    }
+    // Guesses at one account wait for each other (one bcrypt per account at a time), so a
+    // flood against one account cannot starve everybody else's logins. The failure count is
+    // read inside the turn, so once the account is throttled the queued guesses are refused
+    // without hashing; the turn ends after the outcome is recorded (end of this function).
+    let turn = match &account {
+        Some(account) => {
+            let turn = state.hasher.turn(account).await;
+            throttle::check(&state, account).await?;
+            Some(turn)
+        }
+        None => None,
+    };
     // A bot has no password: it is checked against the dummy hash like an unknown user.
     let found = match &username {
         Some(username) => {
@@ -171,7 +180,11 @@ pub async fn login(
         None => None,
     };
     // Unknown users are checked against a dummy hash so both failures take the same time.
-    let verified = state.hasher.verify(&credentials.password, found.as_ref().map(|(_, hash)| hash.as_str())).await?;
+    let hash = found.as_ref().map(|(_, hash)| hash.as_str());
+    let verified = match &turn {
+        Some(turn) => turn.verify(&credentials.password, hash).await?,
+        None => state.hasher.verify(&credentials.password, hash).await?,
+    };
     match found {
         Some((user, _)) if verified => {
             if let Some(account) = &account {

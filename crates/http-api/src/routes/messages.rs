@@ -2,7 +2,8 @@
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
 use domain::{Action, ChannelId, Cursor, Emoji, FileId, Limit, MessageContent, MessageId, ReactionDetail, SearchText};
-use persistence::messages::{self, HistoryPage};
+use persistence::history::{HistoryPage, Position};
+use persistence::messages;
 use persistence::writer::{NewMessage, PostError};
 use persistence::{AsyncPgConnection, users};
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,7 @@ use uuid::Uuid;
 use crate::dto::{MessageDto, Page};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AuthUser, JsonBody};
-use crate::guard::channel_access;
+use crate::guard::{self, channel_access};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -112,24 +113,24 @@ pub struct HistoryQuery {
     pub limit: Option<i64>,
 }
 
-/// A `before`/`after` value: a cursor we made, or a message id of this channel.
-async fn position(
-    conn: &mut AsyncPgConnection,
-    channel_id: ChannelId,
-    raw: &str,
-    field: &'static str,
-) -> ApiResult<i64> {
+/// A `before`/`after` value: a message id of this channel (resolved by the page query), or
+/// a cursor we made.
+fn position(raw: &str, field: &'static str) -> ApiResult<Position> {
     if let Ok(id) = raw.parse::<Uuid>() {
-        return messages::seq_in_channel(conn, channel_id, MessageId::from_uuid(id)).await.map_err(|e| match e {
-            persistence::StoreError::NotFound => ApiError::validation(field, "names no message of this channel"),
-            other => other.into(),
-        });
+        return Ok(Position::Message(MessageId::from_uuid(id)));
     }
-    Cursor::decode(raw, field)?.parse::<i64>().map_err(|_| ApiError::validation(field, "is not a valid cursor"))
+    Cursor::decode(raw, field)?
+        .parse::<i64>()
+        .map(Position::Seq)
+        .map_err(|_| ApiError::validation(field, "is not a valid cursor"))
 }
 
 /// Channel history (top-level messages; replies are in their thread). No cursor: the newest
 /// page, newest first. `before`: older, newest first. `after`: newer, oldest first.
+///
+/// One statement reads the access facts, the cursor's message and the page (see
+/// `persistence::history`). Errors keep their order: no channel (404), then access
+/// (403/404), then a bad cursor (422).
 #[utoipa::path(
     tag = "messages",
     security(("bearer" = [])),
@@ -145,17 +146,37 @@ pub async fn history(
 ) -> ApiResult<web::Json<Page<MessageDto>>> {
     let limit = Limit::parse(query.limit)?;
     let channel_id = ChannelId::from_uuid(*channel_id);
-    let mut conn = state.conn().await?;
-    channel_access(&mut conn, channel_id, caller.id(), Action::Read).await?;
-    let page = match (&query.before, &query.after) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::validation("before", "give either before or after, not both"));
-        }
-        (Some(before), None) => HistoryPage::Before(position(&mut conn, channel_id, before, "before").await?),
-        (None, Some(after)) => HistoryPage::After(position(&mut conn, channel_id, after, "after").await?),
-        (None, None) => HistoryPage::Latest,
+    // A bad cursor is reported only after the access check, so it cannot reveal a private
+    // channel; such a request still asks the database for the access facts (and no rows).
+    let (page, field, refused) = match (&query.before, &query.after) {
+        (Some(_), Some(_)) => (
+            HistoryPage::Latest,
+            "before",
+            Some(ApiError::validation("before", "give either before or after, not both")),
+        ),
+        (Some(raw), None) => match position(raw, "before") {
+            Ok(at) => (HistoryPage::Before(at), "before", None),
+            Err(error) => (HistoryPage::Latest, "before", Some(error)),
+        },
+        (None, Some(raw)) => match position(raw, "after") {
+            Ok(at) => (HistoryPage::After(at), "after", None),
+            Err(error) => (HistoryPage::Latest, "after", Some(error)),
+        },
+        (None, None) => (HistoryPage::Latest, "before", None),
     };
-    let rows = messages::history(&mut conn, channel_id, page, limit.get() + 1, caller.id()).await?;
+    let rows = if refused.is_some() { 0 } else { limit.get() + 1 };
+    let loaded = {
+        let mut conn = state.conn().await?;
+        persistence::history::page(&mut conn, channel_id, caller.id(), page, rows).await.map_err(|e| match e {
+            persistence::StoreError::NotFound => ApiError::not_found("channel"),
+            other => other.into(),
+        })?
+    };
+    guard::authorize(&loaded.access, Action::Read)?;
+    if let Some(error) = refused {
+        return Err(error);
+    }
+    let rows = loaded.messages.ok_or_else(|| ApiError::validation(field, "names no message of this channel"))?;
     Ok(web::Json(Page::from_rows(rows, limit.get(), |m| m.seq.to_string(), |m| MessageDto::from(&m))))
 }
 

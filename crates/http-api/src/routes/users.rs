@@ -104,16 +104,20 @@ pub async fn update_me(
             .ok_or_else(|| ApiError::validation("current_password", "is required to change email or password"))?;
         // A stolen token must not give unlimited password guesses: they count as failed
         // logins of the account.
+        // They also queue per account like logins (see `routes::auth::login`), so 200
+        // parallel guesses run one bcrypt at a time and stop at the limit.
         let account = throttle::account_key(&caller.claims.username);
+        let turn = state.hasher.turn(&account).await;
         throttle::check(&state, &account).await?;
         let hash = {
             let mut conn = state.conn().await?;
             users::password_hash(&mut conn, caller.id()).await?
         };
-        if !state.hasher.verify(&current, Some(&hash)).await? {
+        if !turn.verify(&current, Some(&hash)).await? {
             throttle::failed(&state, &account).await?;
             return Err(ApiError::Forbidden("current_password is incorrect".into()));
         }
+        drop(turn);
         changes.email = email.map(|e| e.as_str().to_owned());
         if let Some(password) = password {
             changes.password_hash = Some(state.hasher.hash(&password).await?);
