@@ -1,8 +1,38 @@
 //! Response shapes shared by several resources. Request bodies live next to their handlers.
 
-use domain::{User, UserSummary};
-use serde::Serialize;
-use utoipa::ToSchema;
+use domain::{Cursor, Limit, User, UserSummary};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// `?limit=&after=` of every listing paged by a cursor (`after` is the previous page's
+/// `next_cursor`).
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PageQuery {
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub after: Option<String>,
+}
+
+impl PageQuery {
+    /// The limit and the cursor, for listings keyed by an id.
+    pub fn parse(&self) -> Result<(Limit, Option<uuid::Uuid>), crate::error::ApiError> {
+        let (limit, after) = self.parse_text()?;
+        let after = after
+            .map(|key| {
+                key.parse::<uuid::Uuid>().map_err(|_| domain::DomainError::invalid("after", "is not a valid cursor"))
+            })
+            .transpose()?;
+        Ok((limit, after))
+    }
+
+    /// The limit and the cursor's key as text, for listings keyed otherwise (by username).
+    pub fn parse_text(&self) -> Result<(Limit, Option<String>), crate::error::ApiError> {
+        let limit = Limit::parse(self.limit)?;
+        let after = self.after.as_deref().map(|raw| Cursor::decode(raw, "after")).transpose()?;
+        Ok((limit, after))
+    }
+}
 
 /// A page of a listing. Pass `next_cursor` back as `after` (or `before` for message
 /// history) to get the next page; `null` means there is none.

@@ -2,17 +2,18 @@
 //! them, signing in with an API token only. A bot joins channels and posts like anyone.
 
 use actix_web::{HttpResponse, delete, get, post, web};
-use domain::{Action, Cursor, DisplayName, Limit, TokenLifetime, TokenName, User, UserId, Username};
+use domain::{Action, DisplayName, TokenLifetime, TokenName, User, UserId, Username};
 use persistence::StoreError;
 use persistence::api_tokens::{self, NewBotToken};
 use persistence::{channels, users};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::auth::Problems;
 use super::tokens::{new_token, revoke};
+use crate::dto::PageQuery;
 use crate::dto::{Page, UserDto};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AuthUser, JsonBody};
@@ -101,29 +102,20 @@ pub async fn create_bot(
     }))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct BotPageQuery {
-    /// 1–200, default 50.
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub after: Option<String>,
-}
-
 /// Your bots, by username.
 #[utoipa::path(
     tag = "integrations",
     security(("bearer" = [])),
-    params(BotPageQuery),
+    params(PageQuery),
     responses((status = 200, body = Page<UserDto>), (status = 422, body = ErrorBody))
 )]
 #[get("/bots")]
 pub async fn list_bots(
     state: web::Data<AppState>,
     caller: AuthUser,
-    query: web::Query<BotPageQuery>,
+    query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<UserDto>>> {
-    let limit = Limit::parse(query.limit)?;
-    let after = query.after.as_deref().map(|c| Cursor::decode(c, "after")).transpose()?;
+    let (limit, after) = query.parse_text()?;
     let mut conn = state.conn().await?;
     let rows = users::bots_of(&mut conn, caller.id(), after.as_deref(), limit.get() + 1).await?;
     let presence = state.hub.presence();

@@ -1,7 +1,7 @@
 //! Channels, membership, DMs and moderation (docs/api.md section 4).
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
-use domain::{Action, ChannelDescription, ChannelId, ChannelName, Cursor, Limit, MemberRole, UserSummary};
+use domain::{Action, ChannelDescription, ChannelId, ChannelName, Limit, MemberRole, UserSummary};
 use persistence::channels::{self, ChannelChanges, Moderation};
 use persistence::{AsyncPgConnection, audit, blocks, users};
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::auth::Problems;
-use crate::dto::{ChannelDto, MessageDto, Page, UserDto, UserSummaryDto};
+use crate::dto::{ChannelDto, MessageDto, Page, PageQuery, UserDto, UserSummaryDto};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AuthUser, JsonBody, audit_reason};
 use crate::guard::channel_access;
@@ -49,30 +49,6 @@ pub struct CreateChannelRequest {
     pub description: Option<String>,
     #[serde(default)]
     pub is_private: bool,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct PageQuery {
-    /// 1–200, default 50.
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub after: Option<String>,
-}
-
-impl PageQuery {
-    pub(crate) fn parse(&self) -> ApiResult<(Limit, Option<Uuid>)> {
-        let limit = Limit::parse(self.limit)?;
-        let after = self
-            .after
-            .as_deref()
-            .map(|raw| {
-                Cursor::decode(raw, "after")?
-                    .parse::<Uuid>()
-                    .map_err(|_| domain::DomainError::invalid("after", "is not a valid cursor"))
-            })
-            .transpose()?;
-        Ok((limit, after))
-    }
 }
 
 /// A channel with its bans, as the ban endpoints return it (docs/api.md section 4).

@@ -4,17 +4,18 @@
 use actix_web::{HttpResponse, delete, get, post, web};
 use auth::ApiTokenSecret;
 use auth::api_token::revocation_lifetime;
-use domain::{ApiToken, ApiTokenId, Cursor, Limit, TokenLifetime, TokenName, UserId};
+use domain::{ApiToken, ApiTokenId, TokenLifetime, TokenName, UserId};
 use persistence::StoreError;
 use persistence::api_tokens::{self, NewApiToken};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::auth::Problems;
 use crate::dto::Page;
+use crate::dto::PageQuery;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AuthUser, JsonBody};
 use crate::state::AppState;
@@ -120,37 +121,20 @@ pub async fn create_token(
         .json(CreatedTokenDto { info: ApiTokenDto::from(&token), token: secret.expose().to_owned() }))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct TokenPageQuery {
-    /// 1–200, default 50.
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub after: Option<String>,
-}
-
 /// Your API tokens, oldest first, without their secrets.
 #[utoipa::path(
     tag = "integrations",
     security(("bearer" = [])),
-    params(TokenPageQuery),
+    params(PageQuery),
     responses((status = 200, body = Page<ApiTokenDto>), (status = 422, body = ErrorBody))
 )]
 #[get("/users/me/tokens")]
 pub async fn list_tokens(
     state: web::Data<AppState>,
     caller: AuthUser,
-    query: web::Query<TokenPageQuery>,
+    query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<ApiTokenDto>>> {
-    let limit = Limit::parse(query.limit)?;
-    let after = query
-        .after
-        .as_deref()
-        .map(|raw| {
-            Cursor::decode(raw, "after")?
-                .parse::<Uuid>()
-                .map_err(|_| domain::DomainError::invalid("after", "is not a cursor of this listing"))
-        })
-        .transpose()?;
+    let (limit, after) = query.parse()?;
     let mut conn = state.conn().await?;
     let rows = api_tokens::list(&mut conn, caller.id(), after, limit.get() + 1).await?;
     Ok(web::Json(Page::from_rows(rows, limit.get(), |t| t.id.to_string(), |t| ApiTokenDto::from(&t))))

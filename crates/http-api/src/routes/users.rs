@@ -10,8 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::auth::Problems;
-use super::channels::PageQuery;
-use crate::dto::{Page, UserDto};
+use crate::dto::{Page, PageQuery, UserDto};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AuthUser, JsonBody};
 use crate::state::AppState;

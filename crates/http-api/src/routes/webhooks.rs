@@ -8,15 +8,16 @@ use std::collections::HashMap;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use auth::api_token::{digest, random_secret};
-use domain::{Action, ChannelId, Cursor, DisplayName, Limit, NewMessage, TokenName, UserId, Webhook, WebhookId};
+use domain::{Action, ChannelId, DisplayName, NewMessage, TokenName, UserId, Webhook, WebhookId};
 use persistence::channels::ChannelAccess;
 use persistence::{AsyncPgConnection, StoreError, webhooks};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use crate::dto::Page;
+use crate::dto::PageQuery;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AuthUser, JSON_LIMIT, JsonBody, body_timeout, is_json, read_limited};
 use crate::guard::channel_access;
@@ -105,19 +106,11 @@ pub async fn create_webhook(
     Ok(HttpResponse::Created().json(WebhookDto::of(&webhook, Some(&secret))))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct WebhookPageQuery {
-    /// 1–200, default 50.
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub after: Option<String>,
-}
-
 /// A channel's webhooks, oldest first, without their URLs (the channel's owner).
 #[utoipa::path(
     tag = "integrations",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path), WebhookPageQuery),
+    params(("id" = Uuid, Path), PageQuery),
     responses((status = 200, body = Page<WebhookDto>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 #[get("/channels/{id}/webhooks")]
@@ -125,18 +118,9 @@ pub async fn list_webhooks(
     state: web::Data<AppState>,
     caller: AuthUser,
     id: web::Path<Uuid>,
-    query: web::Query<WebhookPageQuery>,
+    query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<WebhookDto>>> {
-    let limit = Limit::parse(query.limit)?;
-    let after = query
-        .after
-        .as_deref()
-        .map(|raw| {
-            Cursor::decode(raw, "after")?
-                .parse::<Uuid>()
-                .map_err(|_| domain::DomainError::invalid("after", "is not a cursor of this listing"))
-        })
-        .transpose()?;
+    let (limit, after) = query.parse()?;
     let channel_id = ChannelId::from_uuid(*id);
     let mut conn = state.conn().await?;
     webhook_manager(&mut conn, channel_id, caller.id()).await?;
