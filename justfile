@@ -45,6 +45,28 @@ bench:
     $bench history --readers 64 --messages 1000 --rate 2000 --duration 10 $out
     $bench abuse --users 1000 --channels 50 --rate 200 --duration 15 $out
 
+# The rooms load with its WebSockets over three nodes (one database, the local Redis), then
+# the same load with every socket on one node, back to back (appending to BENCHMARKS.md).
+bench-nodes rate="100" duration="15":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release -p chat-server -p chat-bench
+    target="${CARGO_TARGET_DIR:-target}/release"
+    psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS bench_rooms WITH (FORCE)" -c "CREATE DATABASE bench_rooms"
+    pids=()
+    trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+    for port in 8421 8422 8423; do
+        RATE_LIMIT_WRITES_PER_SECOND=0 RATE_LIMIT_AUTH_PER_MINUTE=0 BCRYPT_COST=4 RUST_LOG=warn PORT=$port \
+            REDIS_URL=redis://127.0.0.1:6379 REDIS_NAMESPACE="bench-nodes-$$" \
+            SECRET_KEY=bench-secret-key-that-is-long-enough-0123456789 \
+            DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_rooms "$target/chat-server" & pids+=($!)
+        until curl -sf http://127.0.0.1:$port/readyz >/dev/null; do sleep 0.2; done
+    done
+    load="rooms --users 2000 --channels 200 --rate {{ rate }} --duration {{ duration }} --with-baseline"
+    out="--quiet --markdown-out BENCHMARKS.md"
+    "$target/chat-bench" --url http://127.0.0.1:8421 $load --node-url http://127.0.0.1:8422 --node-url http://127.0.0.1:8423 $out
+    "$target/chat-bench" --url http://127.0.0.1:8421 $load $out
+
 # Build the image and start PostgreSQL, Redis and two replicas on ports 8000 and 8001.
 docker:
     docker compose -f docker/docker-compose.yml up --build

@@ -134,6 +134,11 @@ pub struct RoomsArgs {
     /// Run the matching baselines first and state the server's figures as fractions of them.
     #[arg(long)]
     pub with_baseline: bool,
+    /// Another node of the same deployment (same database, same Redis); repeat for more.
+    /// Users' WebSockets are dealt round-robin over --url and these, so most deliveries
+    /// cross nodes through Redis; posts go to --url.
+    #[arg(long = "node-url", value_name = "URL")]
+    pub node_urls: Vec<String>,
 }
 
 #[derive(Debug, Args)]

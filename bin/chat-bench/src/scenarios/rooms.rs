@@ -13,6 +13,7 @@ use crate::receiver::ReceiverSpec;
 use crate::report::Report;
 use crate::senders::{self, Pick, Poster, SendPlan};
 use crate::setup::{self, User};
+use crate::target::Target;
 
 pub async fn run(ctx: &Ctx, args: &RoomsArgs) -> Result<Report> {
     ensure!(args.channels > 0, "--channels must be at least 1");
@@ -22,6 +23,7 @@ pub async fn run(ctx: &Ctx, args: &RoomsArgs) -> Result<Report> {
     let mut report = Report::new("rooms");
     report
         .param("url", ctx.api.target().as_str())
+        .param("nodes", 1 + args.node_urls.len())
         .param("users", args.users)
         .param("channels", args.channels)
         .param("rate", args.rate)
@@ -82,8 +84,18 @@ pub fn channel_of(index: usize, channels: usize) -> usize {
     index % channels
 }
 
+/// The node user `index` connects to: users are dealt round-robin over the nodes, so each
+/// channel's members sit on different nodes whenever there are several.
+pub fn node_of(index: usize, nodes: usize) -> usize {
+    index % nodes.max(1)
+}
+
 async fn prepare(ctx: &Ctx, args: &RoomsArgs) -> Result<(Vec<ReceiverSpec>, Vec<Poster>)> {
     let api = &ctx.api;
+    let mut nodes = vec![api.target().clone()];
+    for raw in &args.node_urls {
+        nodes.push(Target::parse(raw)?);
+    }
     let users: Vec<User> = setup::register_users(api, &ctx.prefix, "u", args.users, ctx.limits, ctx.progress).await?;
     let owners: Vec<&User> = users[..args.channels].iter().collect();
     let channel_ids = setup::create_channels(api, &ctx.prefix, "room", &owners, ctx.limits, ctx.progress).await?;
@@ -102,7 +114,7 @@ async fn prepare(ctx: &Ctx, args: &RoomsArgs) -> Result<(Vec<ReceiverSpec>, Vec<
         let channel_id = Arc::clone(&channel_ids[channel]);
         receivers.push(ReceiverSpec {
             index,
-            url: api.target().ws(&user.token)?,
+            url: nodes[node_of(index, nodes.len())].ws(&user.token)?,
             channel: channel as u32,
             channel_id: Arc::clone(&channel_id),
             source: None,
@@ -132,5 +144,19 @@ mod tests {
             uneven[channel_of(user, 3)] += 1;
         }
         assert_eq!(uneven, [4, 3, 3]);
+    }
+
+    #[test]
+    fn users_are_spread_over_the_nodes_so_channels_cross_them() {
+        let table = [(0, 1, 0), (5, 1, 0), (0, 3, 0), (1, 3, 1), (2, 3, 2), (3, 3, 0), (7, 0, 0)];
+        for (index, nodes, node) in table {
+            assert_eq!(node_of(index, nodes), node, "user {index} of {nodes} nodes");
+        }
+        // With 200 channels of 10 over 3 nodes, every channel has members on every node.
+        for channel in 0..200 {
+            let on: std::collections::HashSet<usize> =
+                (0..2000).filter(|u| channel_of(*u, 200) == channel).map(|u| node_of(u, 3)).collect();
+            assert_eq!(on.len(), 3, "channel {channel}");
+        }
     }
 }
