@@ -363,8 +363,23 @@ async fn an_upload_shows_its_preview_threads_reactions_and_search_work() {
     js_click(&alice, &format!("{own} .actions .delete")).await;
     wait_for_text(&alice, "This message was deleted.").await;
 
-    // A revoked token sends the person back to sign in, with a sentence saying why.
+    // Kicked from a channel by its owner: it leaves her list at once, with a sentence saying
+    // why (the socket's `member_removed`).
     let token = alice.eval("return localStorage.getItem('chat.token')", json!([])).await;
+    let standup = app.create_channel(&bob, "standup").await;
+    app.client.post_empty(&format!("/api/channels/{standup}/join"), token.as_str()).await.assert_status(200);
+    alice.find(&format!("#channel-list li[data-channel-id=\"{standup}\"]")).await;
+    app.client.delete(&format!("/api/channels/{standup}/members/alice"), Some(&bob)).await.assert_status(204);
+    alice
+        .wait_for(
+            "the channel to leave the list after the kick",
+            "return !document.querySelector(`#channel-list li[data-channel-id=\"${arguments[0]}\"]`) \
+             && document.querySelector('#toasts').innerText.includes('removed from')",
+            json!([standup]),
+        )
+        .await;
+
+    // A revoked token sends the person back to sign in, with a sentence saying why.
     app.client.post_empty("/api/auth/logout", token.as_str()).await.assert_status(204);
     alice.goto(&format!("{}/", app.base)).await;
     alice

@@ -719,13 +719,22 @@ async function handleFrame(frame) {
       if (!isNew(data)) return;
       refreshReactions(data.message_id);
       return;
+    case 'message_pinned':
+    case 'message_unpinned':
+      if (!isNew(data)) return;
+      updateEverywhere(data.message_id, (m) => { m.pinned = type === 'message_pinned'; });
+      rerender();
+      return;
     case 'member_joined':
     case 'member_left':
     case 'member_banned':
     case 'member_unbanned':
+    case 'member_removed':
+    case 'member_role_changed':
+    case 'channel_owner_changed':
     case 'channel_updated':
       if (!isNew(data)) return;
-      if (data.user?.id === state.me.id && type === 'member_banned') toast(`You were removed from ${channelLabel(state.channels.get(data.channel_id) ?? { name: 'a channel' })}.`, 'info');
+      if (data.user?.id === state.me.id && (type === 'member_banned' || type === 'member_removed')) toast(`You were removed from ${channelLabel(state.channels.get(data.channel_id) ?? { name: 'a channel' })}.`, 'info');
       await refreshChannels().catch(fail);
       if (data.channel_id === state.current && !state.channels.has(state.current)) leaveCurrent();
       else renderHeader();
