@@ -343,7 +343,7 @@ pub async fn list_members(
     )))
 }
 
-/// Add a user to a private channel (owner). A banned user cannot be added (409).
+/// Add a user to a private channel (owner and moderators). A banned user cannot be added (409).
 #[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path), ("username" = String, Path)), responses((status = 200, body = ChannelDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/channels/{id}/members/{username}")]
 pub async fn add_member(
@@ -412,7 +412,7 @@ pub struct BannedQuery {
     pub after: Option<Uuid>,
 }
 
-/// Banned users (owner), as a bare array in user-id order.
+/// Banned users (owner and moderators), as a bare array in user-id order.
 #[utoipa::path(tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path), BannedQuery), responses((status = 200, body = Vec<BannedUser>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[get("/channels/{id}/banned-users")]
 pub async fn banned_users(

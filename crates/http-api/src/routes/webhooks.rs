@@ -1,7 +1,8 @@
 //! Incoming webhooks (docs/api.md section 12), Slack and Mattermost compatible: a channel's
-//! owner makes a secret URL; `POST /hooks/{secret}` with `{text, username?, icon_url?}` (JSON,
-//! or a form field `payload` holding that JSON) posts a message through the ordinary message
-//! writer, so it gets the channel's next seq and reaches every member's socket.
+//! owner or a moderator makes a secret URL; `POST /hooks/{secret}` with `{text, username?,
+//! icon_url?}` (JSON, or a form field `payload` holding that JSON) posts a message through the
+//! ordinary message writer, so it gets the channel's next seq and reaches every member's
+//! socket.
 
 use std::collections::HashMap;
 
@@ -75,7 +76,7 @@ impl WebhookDto {
     }
 }
 
-/// Add an incoming webhook to a channel (its owner). Its account joins the channel.
+/// Add an incoming webhook to a channel (its owner or a moderator). Its account joins the channel.
 #[utoipa::path(
     tag = "integrations",
     security(("bearer" = [])),
@@ -83,7 +84,7 @@ impl WebhookDto {
     request_body = CreateWebhookRequest,
     responses(
         (status = 201, description = "Created; `url` is shown only now", body = WebhookDto),
-        (status = 403, description = "Not the channel's owner, or a DM", body = ErrorBody),
+        (status = 403, description = "Not the channel's owner or a moderator, or a DM", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody),
     )
@@ -106,7 +107,7 @@ pub async fn create_webhook(
     Ok(HttpResponse::Created().json(WebhookDto::of(&webhook, Some(&secret))))
 }
 
-/// A channel's webhooks, oldest first, without their URLs (the channel's owner).
+/// A channel's webhooks, oldest first, without their URLs (the channel's owner and moderators).
 #[utoipa::path(
     tag = "integrations",
     security(("bearer" = [])),
@@ -138,8 +139,8 @@ async fn managed(conn: &mut AsyncPgConnection, caller: &AuthUser, id: Uuid) -> A
     Ok(webhook)
 }
 
-/// Delete a webhook (the channel's owner): its URL stops working and its account leaves the
-/// channel; its messages stay.
+/// Delete a webhook (the channel's owner or a moderator): its URL stops working and its
+/// account leaves the channel; its messages stay.
 #[utoipa::path(
     tag = "integrations",
     security(("bearer" = [])),
@@ -158,7 +159,8 @@ pub async fn delete_webhook(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Give a webhook a new secret URL (the channel's owner); the old one stops working at once.
+/// Give a webhook a new secret URL (the channel's owner or a moderator); the old one stops
+/// working at once.
 #[utoipa::path(
     tag = "integrations",
     security(("bearer" = [])),
