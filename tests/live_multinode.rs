@@ -77,6 +77,21 @@ async fn alice_and_bob(a: &TestApp, b: &TestApp) -> (String, String, String) {
     (alice, bob, general)
 }
 
+/// The frames of `channel` a socket gets before the `sentinel` message (of another channel,
+/// posted last) arrives.
+async fn frames_of_until(ws: &mut WsClient, channel: &str, sentinel: &Value) -> Vec<Value> {
+    let mut frames = Vec::new();
+    loop {
+        let frame = ws.next_json().await;
+        if frame["data"]["id"] == sentinel["id"] {
+            return frames;
+        }
+        if frame["data"]["channel_id"] == channel {
+            frames.push(frame);
+        }
+    }
+}
+
 async fn messages_within(ws: &mut WsClient, n: usize, wait: Duration) -> Vec<Value> {
     let deadline = Instant::now() + wait;
     let mut out = Vec::new();
@@ -124,16 +139,7 @@ async fn a_ban_on_one_node_reaches_the_banned_socket_on_the_other_at_its_seq() {
     a.client.post_empty(&format!("/api/channels/{general}/ban-by-username/bob"), Some(&alice)).await.assert_status(200);
     let after = a.post_message(&alice, &general, "after the ban").await;
     let sentinel = a.post_message(&alice, &side, "sentinel").await;
-    let mut general_frames = Vec::new();
-    loop {
-        let frame = bob_on_b.next_json().await;
-        if frame["data"]["id"] == sentinel["id"] {
-            break;
-        }
-        if frame["data"]["channel_id"] == general {
-            general_frames.push(frame);
-        }
-    }
+    let general_frames = frames_of_until(&mut bob_on_b, &general, &sentinel).await;
     assert_eq!(general_frames.len(), 1, "{general_frames:?}");
     assert_eq!(general_frames[0]["type"], "member_banned");
     assert_eq!(general_frames[0]["data"]["seq"].as_i64().unwrap(), after["seq"].as_i64().unwrap() - 1);
@@ -165,16 +171,7 @@ async fn a_kick_and_a_role_change_on_one_node_reach_sockets_on_the_other_at_thei
     a.client.delete(&format!("/api/channels/{general}/members/bob"), Some(&carol)).await.assert_status(204);
     let after = a.post_message(&alice, &general, "after the kick").await;
     let sentinel = a.post_message(&alice, &side, "sentinel").await;
-    let mut general_frames = Vec::new();
-    loop {
-        let frame = bob_on_b.next_json().await;
-        if frame["data"]["id"] == sentinel["id"] {
-            break;
-        }
-        if frame["data"]["channel_id"] == general {
-            general_frames.push(frame);
-        }
-    }
+    let general_frames = frames_of_until(&mut bob_on_b, &general, &sentinel).await;
     assert_eq!(general_frames.len(), 1, "{general_frames:?}");
     assert_eq!(general_frames[0]["type"], "member_removed");
     assert_eq!(general_frames[0]["data"]["by"]["username"], "carol");
