@@ -11,12 +11,8 @@ async fn main() -> Result<(), Error> {
     let name = std::env::args().nth(1).unwrap_or_else(|| "general".into());
     let client = Client::new(&url).with_token(&token);
     let channel = client.find_channel(&name).await?;
-    let mut socket = client.socket();
-    let history = client.history(channel, 10).await?;
-    if let Some(newest) = history.first() {
-        socket.resume_from(channel, newest.seq);
-    }
-    for message in history.into_iter().rev() {
+    let (backlog, mut socket) = client.follow(channel, 10).await?;
+    for message in backlog {
         println!("{}: {}", message.user.username, message.content);
     }
     loop {

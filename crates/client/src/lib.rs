@@ -141,6 +141,18 @@ impl Client {
         Err(Error::Api { status: 404, code: "not_found".into(), detail: format!("no channel named {id_or_name}") })
     }
 
+    /// The newest `backlog` messages of a channel, oldest first, and a socket that carries on
+    /// right after the newest of them (nothing missed in between, nothing twice).
+    pub async fn follow(&self, channel: ChannelId, backlog: u8) -> Result<(Vec<Message>, Socket), Error> {
+        let mut socket = self.socket();
+        let mut history = self.history(channel, backlog).await?;
+        if let Some(newest) = history.first() {
+            socket.resume_from(channel, newest.seq);
+        }
+        history.reverse();
+        Ok((history, socket))
+    }
+
     /// A socket on this server with this client's token; it connects on first use.
     pub fn socket(&self) -> Socket {
         let ws_base = self.base.replacen("http", "ws", 1);

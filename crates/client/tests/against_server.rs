@@ -109,3 +109,25 @@ async fn a_revoked_token_ends_the_socket_and_errors_are_typed() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_gives_the_backlog_oldest_first_then_everything_after_it_once() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    app.create_channel(&alice, "general").await;
+    let client = Client::new(&app.base).with_token(&alice);
+    let channel = client.find_channel("general").await.unwrap();
+    let mut sent = Vec::new();
+    for n in 0..3 {
+        sent.push(client.send(channel, &format!("old {n}")).await.unwrap());
+    }
+    let (backlog, mut socket) = client.follow(channel, 2).await.unwrap();
+    let ids: Vec<_> = backlog.iter().map(|m| m.id).collect();
+    assert_eq!(ids, [sent[1].id, sent[2].id]);
+    // Posted before the socket has even connected (it connects on first use): the resume
+    // from the backlog's newest seq brings it, and nothing of the backlog comes again.
+    let between = client.send(channel, "between").await.unwrap();
+    let next = client.send(channel, "new").await.unwrap();
+    assert_eq!(next_message(&mut socket).await.id, between.id);
+    assert_eq!(next_message(&mut socket).await.id, next.id);
+}

@@ -47,12 +47,8 @@ async fn send(client: &Client, channel: &str, text: &str) -> Result<(), Error> {
 
 async fn tail(client: &Client, channel: &str) -> Result<(), Error> {
     let channel = client.find_channel(channel).await?;
-    let mut socket = client.socket();
-    let history = client.history(channel, 10).await?;
-    if let Some(newest) = history.first() {
-        socket.resume_from(channel, newest.seq);
-    }
-    for message in history.into_iter().rev() {
+    let (backlog, mut socket) = client.follow(channel, 10).await?;
+    for message in backlog {
         println!("{}: {}", message.user.username, message.content);
     }
     loop {
