@@ -59,6 +59,18 @@ impl<T> Page<T> {
     }
 }
 
+impl Page<UserDto> {
+    /// A page of users as others see them, each `online` as `presence` says.
+    pub fn of_users(
+        rows: Vec<User>,
+        limit: i64,
+        presence: &realtime::Presence,
+        cursor_of: impl Fn(&User) -> String,
+    ) -> Self {
+        Self::from_rows(rows, limit, cursor_of, |u| UserDto::public(&u, presence.is_online(u.id)))
+    }
+}
+
 /// A user as others see them; `email` only on your own account.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UserDto {

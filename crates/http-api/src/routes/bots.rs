@@ -118,13 +118,7 @@ pub async fn list_bots(
     let (limit, after) = query.parse_text()?;
     let mut conn = state.conn().await?;
     let rows = users::bots_of(&mut conn, caller.id(), after.as_deref(), limit.get() + 1).await?;
-    let presence = state.hub.presence();
-    Ok(web::Json(Page::from_rows(
-        rows,
-        limit.get(),
-        |u| u.username.key(),
-        |u| UserDto::public(&u, presence.is_online(u.id)),
-    )))
+    Ok(web::Json(Page::of_users(rows, limit.get(), state.hub.presence(), |u| u.username.key())))
 }
 
 /// The caller's live bot named by a path segment; 404 for anything else.

@@ -164,13 +164,7 @@ pub async fn list_users(
     let after = query.after.as_deref().map(|c| Cursor::decode(c, "after")).transpose()?;
     let mut conn = state.conn().await?;
     let rows = users::list(&mut conn, prefix.as_ref(), after.as_deref(), limit.get() + 1).await?;
-    let presence = state.hub.presence();
-    Ok(web::Json(Page::from_rows(
-        rows,
-        limit.get(),
-        |u| u.username.key(),
-        |u| UserDto::public(&u, presence.is_online(u.id)),
-    )))
+    Ok(web::Json(Page::of_users(rows, limit.get(), state.hub.presence(), |u| u.username.key())))
 }
 
 /// One user by username (case-insensitive).
@@ -241,11 +235,5 @@ pub async fn list_blocks(
     let (limit, after) = query.parse()?;
     let mut conn = state.conn().await?;
     let rows = persistence::blocks::blocked_by(&mut conn, caller.id(), after, limit.get() + 1).await?;
-    let presence = state.hub.presence();
-    Ok(web::Json(Page::from_rows(
-        rows,
-        limit.get(),
-        |u| u.id.to_string(),
-        |u| UserDto::public(&u, presence.is_online(u.id)),
-    )))
+    Ok(web::Json(Page::of_users(rows, limit.get(), state.hub.presence(), |u| u.id.to_string())))
 }
