@@ -119,6 +119,36 @@ async fn channel_and_target(
     Ok((conn, access, target))
 }
 
+/// A moderation request on a user of a channel: who is acting, on whom, and why.
+struct Moderating {
+    channel_id: ChannelId,
+    target: UserSummary,
+    me: UserSummary,
+    reason: Option<domain::AuditReason>,
+}
+
+impl Moderating {
+    fn moderation(&self) -> Moderation<'_> {
+        Moderation { by: &self.me, reason: self.reason.as_ref() }
+    }
+}
+
+/// [`channel_and_target`] for the moderation endpoints, with the caller and the
+/// `X-Audit-Reason` their action is recorded with. Who may act on whom is decided again
+/// under the channel lock by the repository function.
+async fn moderating(
+    state: &AppState,
+    caller: &AuthUser,
+    req: &HttpRequest,
+    path: (Uuid, String),
+    action: Action,
+) -> ApiResult<(persistence::PooledConnection, Moderating)> {
+    let reason = audit_reason(req)?;
+    let (mut conn, access, target) = channel_and_target(state, caller, path, action).await?;
+    let me = caller_summary(&mut conn, caller).await?;
+    Ok((conn, Moderating { channel_id: access.channel.id, target, me, reason }))
+}
+
 async fn with_bans(conn: &mut AsyncPgConnection, channel: &domain::Channel) -> ApiResult<ChannelWithBans> {
     let bans = channels::bans(conn, channel.id).await?;
     Ok(ChannelWithBans {
@@ -377,11 +407,8 @@ pub async fn ban(
     req: HttpRequest,
     path: web::Path<(Uuid, String)>,
 ) -> ApiResult<web::Json<ChannelWithBans>> {
-    let reason = audit_reason(&req)?;
-    let (mut conn, access, target) = channel_and_target(&state, &caller, path.into_inner(), Action::Moderate).await?;
-    let me = caller_summary(&mut conn, &caller).await?;
-    let moderation = Moderation { by: &me, reason: reason.as_ref() };
-    let channel = channels::ban(&mut conn, access.channel.id, &target, moderation).await?.publish(&state.hub);
+    let (mut conn, m) = moderating(&state, &caller, &req, path.into_inner(), Action::Moderate).await?;
+    let channel = channels::ban(&mut conn, m.channel_id, &m.target, m.moderation()).await?.publish(&state.hub);
     Ok(web::Json(with_bans(&mut conn, &channel).await?))
 }
 
@@ -395,11 +422,8 @@ pub async fn unban(
     req: HttpRequest,
     path: web::Path<(Uuid, String)>,
 ) -> ApiResult<web::Json<ChannelWithBans>> {
-    let reason = audit_reason(&req)?;
-    let (mut conn, access, target) = channel_and_target(&state, &caller, path.into_inner(), Action::Moderate).await?;
-    let me = caller_summary(&mut conn, &caller).await?;
-    let moderation = Moderation { by: &me, reason: reason.as_ref() };
-    let channel = channels::unban(&mut conn, access.channel.id, &target, moderation).await?.publish(&state.hub);
+    let (mut conn, m) = moderating(&state, &caller, &req, path.into_inner(), Action::Moderate).await?;
+    let channel = channels::unban(&mut conn, m.channel_id, &m.target, m.moderation()).await?.publish(&state.hub);
     Ok(web::Json(with_bans(&mut conn, &channel).await?))
 }
 
@@ -549,11 +573,8 @@ pub async fn kick(
     req: HttpRequest,
     path: web::Path<(Uuid, String)>,
 ) -> ApiResult<HttpResponse> {
-    let reason = audit_reason(&req)?;
-    let (mut conn, access, target) = channel_and_target(&state, &caller, path.into_inner(), Action::Moderate).await?;
-    let me = caller_summary(&mut conn, &caller).await?;
-    let moderation = Moderation { by: &me, reason: reason.as_ref() };
-    channels::kick(&mut conn, access.channel.id, &target, moderation).await.map_err(not_a_member)?.publish(&state.hub);
+    let (mut conn, m) = moderating(&state, &caller, &req, path.into_inner(), Action::Moderate).await?;
+    channels::kick(&mut conn, m.channel_id, &m.target, m.moderation()).await.map_err(not_a_member)?.publish(&state.hub);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -606,15 +627,12 @@ pub async fn set_role(
         "member" => MemberRole::Member,
         _ => return Err(ApiError::validation("role", "must be \"moderator\" or \"member\"")),
     };
-    let reason = audit_reason(&req)?;
-    let (mut conn, access, target) = channel_and_target(&state, &caller, path.into_inner(), Action::Administer).await?;
-    let me = caller_summary(&mut conn, &caller).await?;
-    let moderation = Moderation { by: &me, reason: reason.as_ref() };
-    let role = channels::set_role(&mut conn, access.channel.id, &target, role, moderation)
+    let (mut conn, m) = moderating(&state, &caller, &req, path.into_inner(), Action::Administer).await?;
+    let role = channels::set_role(&mut conn, m.channel_id, &m.target, role, m.moderation())
         .await
         .map_err(not_a_member)?
         .publish(&state.hub);
-    Ok(web::Json(RoleResponse { user: (&target).into(), role: role.as_str() }))
+    Ok(web::Json(RoleResponse { user: (&m.target).into(), role: role.as_str() }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -646,12 +664,8 @@ pub async fn transfer(
     id: web::Path<Uuid>,
     body: JsonBody<TransferRequest>,
 ) -> ApiResult<web::Json<ChannelDto>> {
-    let reason = audit_reason(&req)?;
-    let (mut conn, access, target) =
-        channel_and_target(&state, &caller, (*id, body.0.username), Action::Administer).await?;
-    let me = caller_summary(&mut conn, &caller).await?;
-    let moderation = Moderation { by: &me, reason: reason.as_ref() };
-    let channel = channels::transfer(&mut conn, access.channel.id, &target, moderation).await?.publish(&state.hub);
+    let (mut conn, m) = moderating(&state, &caller, &req, (*id, body.0.username), Action::Administer).await?;
+    let channel = channels::transfer(&mut conn, m.channel_id, &m.target, m.moderation()).await?.publish(&state.hub);
     Ok(web::Json(ChannelDto::from(&channel)))
 }
 
