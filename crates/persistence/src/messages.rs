@@ -359,38 +359,38 @@ pub async fn set_pinned(
     conn.transaction::<_, StoreError, _>(async |conn| {
         let channel_id = channel_of(conn, id).await?;
         let (last_seq, _) = events::lock_and_authorize(conn, channel_id, by.id, Action::Post).await?;
-        let (_, deleted) = author(conn, id).await?;
+        let target = messages::table.find(id.as_uuid());
+        let (deleted, pinned): (bool, bool) =
+            target.select((messages::deleted, messages::pinned_at.is_not_null())).first(conn).await?;
         if deleted {
             return Err(StoreError::NotFound);
         }
-        let target = messages::table.find(id.as_uuid());
-        let changed = if pin {
+        if pinned == pin {
+            return Ok(Committed::new((), Vec::new()));
+        }
+        let body = if pin {
             let pins: i64 = messages::table
                 .filter(messages::channel_id.eq(channel_id.as_uuid()))
                 .filter(messages::pinned_at.is_not_null())
                 .count()
                 .get_result(conn)
                 .await?;
-            let already: bool = target.select(messages::pinned_at.is_not_null()).first(conn).await?;
-            if !already && pins >= MAX_PINS {
+            if pins >= MAX_PINS {
                 return Err(StoreError::Conflict("too_many_pins"));
             }
-            diesel::update(target.filter(messages::pinned_at.is_null()))
+            diesel::update(target)
                 .set((messages::pinned_at.eq(OffsetDateTime::now_utc()), messages::pinned_by.eq(by.id.as_uuid())))
                 .execute(conn)
-                .await?
-        } else {
-            diesel::update(target.filter(messages::pinned_at.is_not_null()))
-                .set((messages::pinned_at.eq(None::<OffsetDateTime>), messages::pinned_by.eq(None::<Uuid>)))
-                .execute(conn)
-                .await?
-        };
-        let body = if pin {
+                .await?;
             EventBody::MessagePinned { message_id: id, by: by.clone() }
         } else {
+            diesel::update(target)
+                .set((messages::pinned_at.eq(None::<OffsetDateTime>), messages::pinned_by.eq(None::<Uuid>)))
+                .execute(conn)
+                .await?;
             EventBody::MessageUnpinned { message_id: id, by: by.clone() }
         };
-        events::append_one(conn, channel_id, last_seq, (changed > 0).then_some(body)).await
+        events::append_one(conn, channel_id, last_seq, Some(body)).await
     })
     .await
 }
