@@ -250,11 +250,29 @@ async fn group_dms_are_one_per_set_of_people_and_private_to_them() {
     app.client.get(&format!("/api/channels/{id}"), Some(&outsider)).await.assert_error(404, "not_found");
     app.client.post_empty(&format!("/api/channels/{id}/join"), Some(&outsider)).await.assert_error(404, "not_found");
 
-    // A member leaves; calling again re-adds them.
+    // A member leaves; calling again re-adds them. A member's socket sees both, at their seqs,
+    // and the one who left gets nothing of the conversation in between.
+    let mut carol_ws = connect_live(&app, &carol).await;
+    let mut bob_ws = connect_live(&app, &bob).await;
     app.client.post_empty(&format!("/api/channels/{id}/leave"), Some(&bob)).await.assert_status(204);
     app.client.get(&format!("/api/channels/{id}"), Some(&bob)).await.assert_error(404, "not_found");
+    let left = carol_ws.next_of("member_left").await;
+    assert_eq!(left["data"]["user"]["username"], "bob");
+    assert_eq!(bob_ws.next_of("member_left").await["data"]["seq"], left["data"]["seq"]);
+    let meanwhile = app.post_message(&alice, id, "while bob is away").await;
     let back = app.client.post("/api/channels/group-dm", Some(&bob), &json!({"usernames": ["alice", "carol"]})).await;
     assert_eq!(back.assert_status(200)["member_count"], 3);
+    let rejoined = loop {
+        let frame = bob_ws.next_json().await;
+        if frame["type"] == "member_joined" {
+            break frame;
+        }
+        assert_ne!(frame["data"]["channel_id"], id, "bob got the conversation while away: {frame}");
+    };
+    assert_eq!(rejoined["data"]["channel_id"], id);
+    assert_eq!(rejoined["data"]["seq"].as_i64().unwrap(), meanwhile["seq"].as_i64().unwrap() + 1);
+    assert_eq!(carol_ws.next_of("message").await["data"]["id"], meanwhile["id"]);
+    assert_eq!(carol_ws.next_of("member_joined").await["data"]["seq"], rejoined["data"]["seq"]);
 
     // 2 to 8 others; names must exist.
     for usernames in [json!(["bob"]), json!(["bob", "alice"]), json!([])] {
