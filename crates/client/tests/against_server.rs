@@ -37,6 +37,15 @@ async fn the_example_bot_answers_ping_and_keeps_answering_after_a_restart() {
     let bot_client = Client::new(&app.base).with_token(&bot_token);
     bot_client.join(bot_client.find_channel("general").await.unwrap()).await.unwrap();
     let running = tokio::spawn(ping_bot::run(bot_client));
+    // The bot's socket misses what was posted before it connected (it has nothing to resume
+    // from yet): wait until the server says it is online, which it does once subscribed.
+    tokio::time::timeout(WAIT, async {
+        while app.client.get("/api/users/pingbot", Some(&alice)).await.assert_status(200)["online"] != true {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the bot comes online");
 
     let alice_client = Client::new(&app.base).with_token(&alice);
     let channel = alice_client.find_channel(&general).await.unwrap();
