@@ -340,6 +340,35 @@ async fn oversized_frames_close_with_1009_and_garbage_floods_with_1008() {
     assert_eq!(ws.close_code().await, Some(1008));
 }
 
+/// A client may fragment a message: the parts are joined (up to the same 64 KiB), and a
+/// text frame that is not UTF-8 closes with 1007.
+#[tokio::test]
+async fn fragmented_messages_are_joined_and_bad_utf8_closes_with_1007() {
+    use tungstenite::protocol::frame::Frame;
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let mut ws = app.connect(&alice).await;
+    let ping = br#"{"type": "ping"}"#;
+    let parts = [(&ping[..5], OpCode::Data(Data::Text), false), (&ping[5..9], OpCode::Data(Data::Continue), false)];
+    for (part, op, last) in parts.into_iter().chain([(&ping[9..], OpCode::Data(Data::Continue), true)]) {
+        ws.socket.send(Message::Frame(Frame::message(part.to_vec(), op, last))).await.unwrap();
+    }
+    assert_eq!(ws.next_json().await, json!({"type": "pong", "data": {}}));
+
+    // 40 + 40 KiB in two frames, each under the limit, together over it.
+    let half = vec![b' '; 40 * 1024];
+    ws.socket.send(Message::Frame(Frame::message(half.clone(), OpCode::Data(Data::Text), false))).await.unwrap();
+    let _ = ws.socket.send(Message::Frame(Frame::message(half, OpCode::Data(Data::Continue), true))).await;
+    assert_eq!(ws.close_code().await, Some(1009));
+
+    let mut ws = app.connect(&alice).await;
+    let not_utf8 = vec![b'"', 0xff, 0xfe, b'"'];
+    ws.socket.send(Message::Frame(Frame::message(not_utf8, OpCode::Data(Data::Text), true))).await.unwrap();
+    assert_eq!(ws.close_code().await, Some(1007));
+}
+
 #[tokio::test]
 async fn typing_and_presence_reach_channel_members() {
     let app = TestApp::spawn().await;

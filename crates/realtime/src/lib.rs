@@ -8,6 +8,7 @@ mod presence;
 pub mod protocol;
 mod relay;
 pub mod session;
+pub mod socket;
 
 pub use budget::ReplayBudget;
 pub use hub::{ConnId, Credential, Delivery, Hub, Kick, Outbound, Registration, Relay};

@@ -5,7 +5,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
+use actix_http::ws::{CloseCode, CloseReason, ProtocolError};
 use domain::{ChannelId, UserId, UserSummary};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use persistence::writer::{MessageWriter, NewMessage, PostError};
@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use crate::feed::{Feed, Replay, Resumed, Upstream};
 use crate::hub::{ConnId, Credential, Delivery, Hub, Kick, Outbound, Signal};
 use crate::protocol::{ClientFrame, FrameError, ReadyChannel, SendMessage, ServerFrame};
+use crate::socket::{HIGH_WATER, Incoming, Outgoing, Received};
 
 /// Server pings this often...
 pub const PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -138,7 +139,7 @@ struct Connection {
     env: SessionEnv,
     user: UserSummary,
     conn: ConnId,
-    session: Session,
+    out: Outgoing,
     signal: Arc<Signal>,
     feed: Feed,
     /// Channels whose newest seq had moved between the snapshot and the subscription.
@@ -148,7 +149,7 @@ struct Connection {
 }
 
 /// Runs a connection until it ends. The caller has authenticated the user and upgraded.
-pub async fn run(env: SessionEnv, caller: Caller, session: Session, mut stream: AggregatedMessageStream) {
+pub async fn run(env: SessionEnv, caller: Caller, out: Outgoing, mut stream: Incoming) {
     // Registered before the snapshot: from here on, every change of this user's membership
     // reaches the connection, whichever channels it subscribes to.
     let mut registration = env.hub.register(caller.credential);
@@ -157,9 +158,7 @@ pub async fn run(env: SessionEnv, caller: Caller, session: Session, mut stream: 
         Err(error) => {
             tracing::warn!(%error, "could not load subscriptions; closing");
             env.hub.unregister(registration.conn);
-            let _ = session
-                .close(Some(CloseReason { code: CloseCode::Again, description: Some("try again".into()) }))
-                .await;
+            let _ = out.close(CloseReason { code: CloseCode::Again, description: Some("try again".into()) });
             return;
         }
     };
@@ -187,7 +186,7 @@ pub async fn run(env: SessionEnv, caller: Caller, session: Session, mut stream: 
         env,
         user: caller.user,
         conn: registration.conn,
-        session,
+        out,
         signal: registration.signal.clone(),
         feed,
         stale,
@@ -225,7 +224,11 @@ pub async fn run(env: SessionEnv, caller: Caller, session: Session, mut stream: 
         End::Kicked(Kick::Revoked(why)) => (CloseCode::Other(CLOSE_TOKEN_REVOKED), why, Duration::from_secs(5)),
     };
     let reason = CloseReason { code, description: Some(description.into()) };
-    let _ = tokio::time::timeout(wait, connection.session.close(Some(reason))).await;
+    if connection.out.close(reason).is_ok() {
+        // The client gets `wait` to read what is queued and the close; the body then ends
+        // when the session drops its half.
+        let _ = tokio::time::timeout(wait, connection.out.drained_to(0)).await;
+    }
 }
 
 /// The user's channels with their newest seq and the user's read marker, in one query.
@@ -254,7 +257,7 @@ impl Connection {
     async fn serve(
         &mut self,
         rx: &mut mpsc::Receiver<Outbound>,
-        stream: &mut AggregatedMessageStream,
+        stream: &mut Incoming,
         expires_at: Option<OffsetDateTime>,
     ) -> End {
         let mut heartbeat = tokio::time::interval(PING_INTERVAL);
@@ -296,27 +299,30 @@ impl Connection {
                 message = stream.recv() => {
                     last_heard = Instant::now();
                     match message {
-                        Some(Ok(AggregatedMessage::Text(text))) => {
-                            if let Some(end) = self.on_text(&text).await {
+                        Some(Ok(Received::Text(bytes))) => {
+                            let Ok(text) = std::str::from_utf8(&bytes) else {
+                                return End::Close(CloseCode::Invalid, "text frames are UTF-8");
+                            };
+                            if let Some(end) = self.on_text(text).await {
                                 return end;
                             }
                             if let Some(end) = self.release(&mut held).await {
                                 return end;
                             }
                         }
-                        Some(Ok(AggregatedMessage::Binary(_))) => {
+                        Some(Ok(Received::Binary(_))) => {
                             if let Some(end) = self.refuse(&FrameError { code: "invalid_frame", detail: "frames are JSON text".into() }).await {
                                 return end;
                             }
                         }
-                        Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                            if self.session.pong(&bytes).await.is_err() {
+                        Some(Ok(Received::Ping(bytes))) => {
+                            if self.out.pong(&bytes).is_err() {
                                 return End::Client;
                             }
                         }
-                        Some(Ok(AggregatedMessage::Pong(_))) => {}
-                        Some(Ok(AggregatedMessage::Close(_))) | None => return End::Client,
-                        Some(Err(actix_ws::ProtocolError::Overflow)) => return End::Close(CloseCode::Size, "frame too large (64 KiB at most)"),
+                        Some(Ok(Received::Pong(_))) => {}
+                        Some(Ok(Received::Close(_))) | None => return End::Client,
+                        Some(Err(ProtocolError::Overflow)) => return End::Close(CloseCode::Size, "frame too large (64 KiB at most)"),
                         Some(Err(_)) => return End::Close(CloseCode::Protocol, "protocol error"),
                     }
                 }
@@ -324,7 +330,7 @@ impl Connection {
                     if last_heard.elapsed() >= IDLE_TIMEOUT {
                         return End::Close(CloseCode::Normal, "idle timeout");
                     }
-                    if self.session.ping(b"").await.is_err() {
+                    if self.out.ping().is_err() {
                         return End::Client;
                     }
                 }
@@ -361,13 +367,17 @@ impl Connection {
         None
     }
 
-    /// Sends a frame. Fails when the client is gone, or when the hub gave up on this
-    /// connection while the send was waiting on a stalled socket.
+    /// Sends a frame: it leaves with everything else written before the session next
+    /// waits. Fails when the client is gone, or when the hub gave up on this connection
+    /// while the send was waiting on a stalled socket.
     async fn send(&mut self, frame: &str) -> Result<(), End> {
-        let signal = self.signal.clone();
+        self.out.text(frame).map_err(|_| End::Client)?;
+        if self.out.pending() <= HIGH_WATER {
+            return Ok(());
+        }
         tokio::select! {
-            sent = self.session.text(frame.to_owned()) => sent.map_err(|_| End::Client),
-            why = signal.kicked() => Err(End::Kicked(why)),
+            drained = self.out.drained_to(HIGH_WATER) => drained.map_err(|_| End::Client),
+            why = self.signal.kicked() => Err(End::Kicked(why)),
         }
     }
 
@@ -529,12 +539,8 @@ pub fn start(
     env: SessionEnv,
     caller: Caller,
 ) -> Result<actix_web::HttpResponse, actix_web::Error> {
-    let (response, session, stream) = actix_ws::handle(req, body)?;
-    let stream = stream
-        .max_frame_size(crate::protocol::MAX_FRAME_BYTES)
-        .aggregate_continuations()
-        .max_continuation_size(crate::protocol::MAX_FRAME_BYTES);
-    actix_web::rt::spawn(run(env, caller, session, stream));
+    let (response, out, stream) = crate::socket::upgrade(req, body, crate::protocol::MAX_FRAME_BYTES)?;
+    actix_web::rt::spawn(run(env, caller, out, stream));
     Ok(response)
 }
 
