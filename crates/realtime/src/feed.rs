@@ -115,7 +115,9 @@ impl Feed {
             Some(cursor) if event.seq <= cursor.sent => {}
             Some(cursor) => {
                 if event.seq > cursor.sent + 1 {
-                    self.catch_up(up, channel, Some(event.seq - 1), out).await;
+                    // Boxed, here and below: reading the log is the rare path, and inline its
+                    // future would make every idle connection's session as large as it.
+                    Box::pin(self.catch_up(up, channel, Some(event.seq - 1), out)).await;
                 }
                 self.process(event, out);
                 self.sync(up, channel);
@@ -125,7 +127,7 @@ impl Feed {
                 // Subscribe first, then read what went out before the subscription took
                 // effect: nothing falls between the two.
                 self.sync(up, channel);
-                self.catch_up(up, channel, None, out).await;
+                Box::pin(self.catch_up(up, channel, None, out)).await;
                 self.sync(up, channel);
             }
             // Not ours: a channel we left (this is after our removal, or an old join), or

@@ -53,7 +53,9 @@ impl Delivery {
 /// What the hub hands a connection.
 #[derive(Debug, Clone)]
 pub enum Outbound {
-    Event(Delivery),
+    /// Shared by every connection it is queued for: a queue slot is a pointer, so an idle
+    /// connection's queue (its first block of slots) stays small.
+    Event(Arc<Delivery>),
     /// Typing and presence: no seq, no replay.
     Ephemeral(Arc<str>),
 }
@@ -384,7 +386,7 @@ impl Hub {
                         // subscribe yet.
                         Sequenced::Late(event) => {
                             if event.membership().and_then(MembershipChange::subject).is_some() {
-                                self.to_subject(state, &Delivery::of(&event), &mut slow);
+                                self.to_subject(state, &Arc::new(Delivery::of(&event)), &mut slow);
                             }
                         }
                         Sequenced::Held => {}
@@ -431,7 +433,7 @@ impl Hub {
     /// Sends one in-order event to the channel's subscribers, and a membership change also
     /// to its subject's connections that do not subscribe (a joiner, typically).
     fn fan_out(&self, state: &ChannelState, event: &ChannelEvent, slow: &mut Vec<ConnId>) {
-        let delivery = Delivery::of(event);
+        let delivery = Arc::new(Delivery::of(event));
         for subscriber in &state.subscribers {
             if subscriber.tx.try_send(Outbound::Event(delivery.clone())).is_err() {
                 slow.push(subscriber.conn);
@@ -441,7 +443,7 @@ impl Hub {
         self.to_subject(state, &delivery, slow);
     }
 
-    fn to_subject(&self, state: &ChannelState, delivery: &Delivery, slow: &mut Vec<ConnId>) {
+    fn to_subject(&self, state: &ChannelState, delivery: &Arc<Delivery>, slow: &mut Vec<ConnId>) {
         let Some(user) = delivery.membership.and_then(MembershipChange::subject) else {
             return;
         };

@@ -153,7 +153,10 @@ pub async fn run(env: SessionEnv, caller: Caller, out: Outgoing, mut stream: Inc
     // Registered before the snapshot: from here on, every change of this user's membership
     // reaches the connection, whichever channels it subscribes to.
     let mut registration = env.hub.register(caller.credential);
-    let snapshot = match snapshot(&env.db, caller.user.id).await {
+    // The session's future lives as long as the connection, and is as large as the largest
+    // future it awaits inline: the database reads (here, and in `on_text` and `release`)
+    // are boxed so that an idle connection does not carry their space.
+    let snapshot = match Box::pin(snapshot(&env.db, caller.user.id)).await {
         Ok(rows) => rows,
         Err(error) => {
             tracing::warn!(%error, "could not load subscriptions; closing");
@@ -170,7 +173,7 @@ pub async fn run(env: SessionEnv, caller: Caller, out: Outgoing, mut stream: Inc
     // What was committed after the snapshot but published before the subscription reached
     // no one: the newest seqs, read now that the hub delivers to us, say what to fill.
     let channel_ids: Vec<ChannelId> = snapshot.iter().map(|(id, _, _)| *id).collect();
-    let stale = newest_seqs(&env.db, &channel_ids)
+    let stale = Box::pin(newest_seqs(&env.db, &channel_ids))
         .await
         .into_iter()
         .filter(|(id, newest)| snapshot.iter().any(|(c, last, _)| c == id && newest > last))
@@ -303,7 +306,7 @@ impl Connection {
                             let Ok(text) = std::str::from_utf8(&bytes) else {
                                 return End::Close(CloseCode::Invalid, "text frames are UTF-8");
                             };
-                            if let Some(end) = self.on_text(text).await {
+                            if let Some(end) = Box::pin(self.on_text(text)).await {
                                 return end;
                             }
                             if let Some(end) = self.release(&mut held).await {
@@ -354,7 +357,7 @@ impl Connection {
         let mut out = Vec::new();
         for (channel, newest) in std::mem::take(&mut self.stale) {
             let mut link = Link::new(&self.env, self.conn, self.user.id);
-            self.feed.fill(&mut link, channel, newest, &mut out).await;
+            Box::pin(self.feed.fill(&mut link, channel, newest, &mut out)).await;
         }
         if let Some(end) = self.send_all(out).await {
             return Some(end);
@@ -397,7 +400,7 @@ impl Connection {
             Outbound::Event(delivery) => {
                 let mut out = Vec::new();
                 let mut link = Link::new(&self.env, self.conn, self.user.id);
-                self.feed.live(&mut link, delivery, &mut out).await;
+                self.feed.live(&mut link, Arc::unwrap_or_clone(delivery), &mut out).await;
                 self.send_all(out).await
             }
         }
