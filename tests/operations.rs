@@ -133,3 +133,37 @@ async fn logins_at_cost_12_do_not_stall_the_server() {
         assert_eq!(login.await.unwrap().as_u16(), 200);
     }
 }
+
+/// The pool hands a connection out again without a test query (`RecyclingMethod::Fast`), so
+/// a connection whose backend was terminated (a failover, `pg_terminate_backend`, a restart)
+/// must be noticed as closed and replaced, never given to a request.
+#[tokio::test]
+async fn requests_succeed_after_every_database_connection_is_terminated() {
+    use diesel_async::RunQueryDsl as _;
+
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let general = app.client.post("/api/channels", Some(&alice), &json!({"name": "general"})).await;
+    let general = general.body["id"].as_str().unwrap().to_owned();
+    // Several requests at once hold several of the pool's connections.
+    futures_util::future::join_all((0..16).map(|_| app.client.get("/api/channels", Some(&alice)))).await;
+
+    let name = app.database.as_ref().unwrap().name.clone();
+    let mut admin = app.db().await;
+    let terminated = diesel::sql_query(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    assert!(terminated >= 2, "the server held connections to terminate: {terminated}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let reads = futures_util::future::join_all((0..16).map(|_| app.client.get("/api/channels", Some(&alice)))).await;
+    for read in &reads {
+        assert_eq!(read.status.as_u16(), 200, "{}", read.text);
+    }
+    let post = json!({"channel_id": general, "content": "after the cut"});
+    let posted = app.client.post("/api/chat/messages", Some(&alice), &post).await;
+    assert_eq!(posted.status.as_u16(), 201, "{}", posted.text);
+}
