@@ -82,6 +82,12 @@ impl Signal {
         self.notify.notify_one();
     }
 
+    /// Why the hub ended the connection, if it has. It always drops the connection's queue
+    /// after setting this, so a session waiting on its queue wakes to read it.
+    pub fn reason(&self) -> Option<Kick> {
+        self.reason.get().copied()
+    }
+
     /// Waits until the hub ends the connection.
     pub async fn kicked(&self) -> Kick {
         loop {
