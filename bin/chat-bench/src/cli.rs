@@ -106,6 +106,10 @@ pub struct FanoutArgs {
     /// Run the matching baselines first and state the server's figures as fractions of them.
     #[arg(long)]
     pub with_baseline: bool,
+    /// Post each message at its scheduled time without waiting for the previous one, and
+    /// measure latency from the schedule (otherwise each sender waits for its request).
+    #[arg(long)]
+    pub open_loop: bool,
 }
 
 #[derive(Debug, Args)]

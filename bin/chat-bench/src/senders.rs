@@ -4,6 +4,11 @@
 //! the offered rate is `rate` while the server keeps up; a worker whose request takes longer
 //! than its period catches up with back-to-back requests (tokio's burst behaviour), and the
 //! achieved rate is reported. A 429 pauses the worker for `Retry-After`.
+//!
+//! With `open_loop`, a tick does not wait for the previous request: each message is posted
+//! at its scheduled time (up to [`MAX_IN_FLIGHT`] per worker), and its send time, from
+//! which the receivers measure latency, is the scheduled one. A slow server then shows as
+//! latency instead of slowing the senders down.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,7 +48,12 @@ pub struct SendPlan {
     pub rate: f64,
     pub message_bytes: usize,
     pub pick: Pick,
+    pub open_loop: bool,
 }
+
+/// Requests one open-loop worker keeps in flight at most; past it, ticks wait (and their
+/// latency, counted from the schedule, shows it).
+pub const MAX_IN_FLIGHT: usize = 256;
 
 /// What a message source (REST senders, or the in-process broadcaster) produced.
 #[derive(Debug, Default)]
@@ -123,42 +133,94 @@ async fn worker(
     // Stagger the workers over one period so their requests do not line up.
     let offset = period.mul_f64(id as f64 / workers as f64);
     let mut ticker = tokio::time::interval_at(Instant::now() + offset, period);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let mut in_flight = tokio::task::JoinSet::new();
     loop {
-        tokio::select! {
+        let scheduled = tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            _ = ticker.tick() => {}
-        }
+            scheduled = ticker.tick() => scheduled,
+        };
         let poster = match plan.pick {
-            Pick::PerWorker => &plan.posters[id % plan.posters.len()],
-            Pick::Random => &plan.posters[rand::random_range(0..plan.posters.len())],
+            Pick::PerWorker => plan.posters[id % plan.posters.len()].clone(),
+            Pick::Random => plan.posters[rand::random_range(0..plan.posters.len())].clone(),
         };
         let msg_no = next_msg_no.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
-        let stamp = Stamp { sent_at_nanos: content::now_unix_nanos(), msg_no };
-        let text = content::encode(stamp, plan.message_bytes);
-        match api.post_message(&poster.token, &poster.channel_id, &text).await {
-            Reply::Ok(body) => {
-                out.latency.record(started.elapsed());
-                out.sent.push(Sent { msg_no, channel: poster.channel, seq: api::posted_seq(&body) });
-                Live::bump(&live.sent);
-            }
-            Reply::Throttled(wait) => {
-                out.throttled += 1;
-                Live::bump(&live.throttled);
+        if !plan.open_loop {
+            let posted = post(&api, &poster, msg_no, Instant::now(), plan.message_bytes, &live).await;
+            if let Some(wait) = out.add(posted) {
                 tokio::select! {
                     () = stop.cancelled() => break,
                     () = tokio::time::sleep(wait) => {}
                 }
             }
-            Reply::Failed(error) => {
-                out.errors += 1;
-                Live::bump(&live.send_errors);
-                live.record_error(|| format!("POST /api/chat/messages: {error}"));
+            continue;
+        }
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
+        let (api, live, bytes) = (api.clone(), Arc::clone(&live), plan.message_bytes);
+        in_flight.spawn(async move {
+            let posted = post(&api, &poster, msg_no, scheduled, bytes, &live).await;
+            drop(slot);
+            posted
+        });
+        while let Some(done) = in_flight.try_join_next() {
+            if let Ok(posted) = done {
+                out.add(posted);
             }
         }
     }
+    while let Some(done) = in_flight.join_next().await {
+        if let Ok(posted) = done {
+            out.add(posted);
+        }
+    }
     out
+}
+
+/// One post's result, with its latency from `scheduled`.
+struct Posted {
+    reply: Reply,
+    msg_no: u64,
+    channel: u32,
+    latency: Duration,
+}
+
+impl WorkerOutcome {
+    /// Counts a post; a 429 gives how long to pause.
+    fn add(&mut self, posted: Posted) -> Option<Duration> {
+        match posted.reply {
+            Reply::Ok(body) => {
+                self.latency.record(posted.latency);
+                self.sent.push(Sent { msg_no: posted.msg_no, channel: posted.channel, seq: api::posted_seq(&body) });
+                None
+            }
+            Reply::Throttled(wait) => {
+                self.throttled += 1;
+                Some(wait)
+            }
+            Reply::Failed(_) => {
+                self.errors += 1;
+                None
+            }
+        }
+    }
+}
+
+/// Posts message `msg_no`, stamped with the wall-clock time of `scheduled`.
+async fn post(api: &Api, poster: &Poster, msg_no: u64, scheduled: Instant, bytes: usize, live: &Live) -> Posted {
+    let behind = u64::try_from(scheduled.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let stamp = Stamp { sent_at_nanos: content::now_unix_nanos().saturating_sub(behind), msg_no };
+    let text = content::encode(stamp, bytes);
+    let reply = api.post_message(&poster.token, &poster.channel_id, &text).await;
+    match &reply {
+        Reply::Ok(_) => Live::bump(&live.sent),
+        Reply::Throttled(_) => Live::bump(&live.throttled),
+        Reply::Failed(error) => {
+            Live::bump(&live.send_errors);
+            live.record_error(|| format!("POST /api/chat/messages: {error}"));
+        }
+    }
+    Posted { reply, msg_no, channel: poster.channel, latency: scheduled.elapsed() }
 }
 
 #[cfg(test)]

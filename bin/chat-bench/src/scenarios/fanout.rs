@@ -22,7 +22,8 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> Result<Report> {
         .param("senders", args.senders)
         .param("rate", args.rate)
         .param("duration_s", args.duration)
-        .param("message_bytes", args.message_bytes);
+        .param("message_bytes", args.message_bytes)
+        .param("open_loop", args.open_loop);
 
     let ceilings = if args.with_baseline {
         Some(
@@ -61,6 +62,7 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> Result<Report> {
         rate: args.rate,
         message_bytes: args.message_bytes,
         pick: Pick::PerWorker,
+        open_loop: args.open_loop,
     };
     let api = ctx.api.clone();
     let outcome =

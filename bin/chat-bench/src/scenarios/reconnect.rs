@@ -49,6 +49,7 @@ pub async fn run(ctx: &Ctx, args: &ReconnectArgs) -> Result<Report> {
         rate: args.rate,
         message_bytes: args.message_bytes,
         pick: Pick::PerWorker,
+        open_loop: false,
     };
     let api = ctx.api.clone();
     let outcome =

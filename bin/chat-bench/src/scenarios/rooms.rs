@@ -67,6 +67,7 @@ pub async fn run(ctx: &Ctx, args: &RoomsArgs) -> Result<Report> {
         rate: args.rate,
         message_bytes: args.message_bytes,
         pick: Pick::Random,
+        open_loop: false,
     };
     let api = ctx.api.clone();
     let outcome =
