@@ -20,28 +20,47 @@ ci:
     bash .ci/run
 
 # Reproduce BENCHMARKS.md: builds, starts a release server on a fresh `bench` database,
-# runs every scenario (appending to BENCHMARKS.md), then stops the server.
+# runs every scenario (appending to BENCHMARKS.md), then stops the server. Every row of
+# issue 15's table is here with its ceiling: POST vs a bare INSERT, GET /api/users/me (wrk,
+# when installed), fan-out at 110 msg/s and open loop at 200 msg/s vs the bare broadcast,
+# idle sockets, and history pages vs a bare SELECT. `server` runs another build of the
+# server (an older commit's, for a before/after) with `commit` naming it in the sections.
 
 # Run the benchmark scenarios against a fresh release server.
-bench:
+bench server="" commit="" suffix="":
     #!/usr/bin/env bash
     set -euo pipefail
     cargo build --release -p chat-server -p chat-bench
+    target="${CARGO_TARGET_DIR:-./target}/release"
+    server="{{ server }}"
+    server="${server:-$target/chat-server}"
+    export CHAT_BENCH_COMMIT="{{ commit }}"
     psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS bench WITH (FORCE)" -c "CREATE DATABASE bench"
     RATE_LIMIT_WRITES_PER_SECOND=0 RATE_LIMIT_AUTH_PER_MINUTE=0 BCRYPT_COST=4 RUST_LOG=warn \
-        DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench ${CARGO_TARGET_DIR:-./target}/release/chat-server & server=$!
-    trap 'kill $server' EXIT
+        DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench "$server" & pid=$!
+    trap 'kill $pid' EXIT
     until curl -sf http://127.0.0.1:8000/readyz >/dev/null; do sleep 0.2; done
-    bench=${CARGO_TARGET_DIR:-./target}/release/chat-bench
+    bench="$target/chat-bench"
     out="--quiet --markdown-out BENCHMARKS.md"
     db="--database-url postgres://postgres@127.0.0.1:5432/bench"
-    $bench rest --write-ratio 1.0 --concurrency 64 --duration 10 --with-baseline --plot docs/rest-writes.svg $out
-    $bench rest --write-ratio 0 --concurrency 64 --duration 10 --plot docs/rest-reads.svg $out
-    $bench fanout --members 1000 --senders 4 --rate 100 --duration 15 --with-baseline --plot docs/fanout.svg $out
-    $bench idle --connections 10000 --users 100 --server-pid $server $out
+    plot() { echo "--plot docs/$1{{ suffix }}.svg"; }
+    $bench rest --write-ratio 1.0 --concurrency 64 --duration 10 --with-baseline $(plot rest-writes) $out
+    $bench rest --write-ratio 0 --concurrency 64 --duration 10 $(plot rest-reads) $out
+    if command -v wrk >/dev/null; then
+        token=$(curl -sf -X POST http://127.0.0.1:8000/api/auth/register -H 'Content-Type: application/json' \
+            -d '{"username":"wrk_me","email":"wrk@example.com","password":"password123"}' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+        { echo; echo "## wrk — $(date -u +%FT%TZ), GET /api/users/me"; echo
+          echo "- Command: \`wrk -t1 -c64 -d10s -H \"Authorization: Bearer \$TOKEN\" http://127.0.0.1:8000/api/users/me\`"
+          echo "- Commit: ${CHAT_BENCH_COMMIT:-$(git rev-parse --short HEAD)}"; echo; echo '```text'
+          wrk -t1 -c64 -d10s -H "Authorization: Bearer $token" http://127.0.0.1:8000/api/users/me
+          echo '```'; } >> BENCHMARKS.md
+    fi
+    $bench fanout --members 1000 --senders 4 --rate 110 --duration 15 --with-baseline $(plot fanout) $out
+    $bench fanout --members 1000 --senders 4 --rate 200 --duration 15 --open-loop --with-baseline $(plot fanout-open) $out
+    $bench idle --connections 10000 --users 100 --server-pid $pid $out
     $bench reconnect --clients 50 --cycles 1000 $out
-    $bench rooms --users 2000 --channels 200 --rate 100 --duration 15 --with-baseline --plot docs/rooms.svg $out
-    $bench history --readers 64 --messages 1000 --duration 10 --with-baseline $db --plot docs/history.svg $out
+    $bench rooms --users 2000 --channels 200 --rate 100 --duration 15 --with-baseline $(plot rooms) $out
+    $bench history --readers 64 --messages 1000 --duration 10 --with-baseline $db $(plot history) $out
     $bench history --readers 64 --messages 1000 --rate 2000 --duration 10 $out
     $bench abuse --users 1000 --channels 50 --rate 200 --duration 15 $out
 

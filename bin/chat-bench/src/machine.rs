@@ -44,9 +44,14 @@ pub fn cpu_model_from(cpuinfo: &str) -> Option<String> {
     })
 }
 
-/// `git rev-parse --short HEAD` in the current directory, else beside the executable (so a
-/// run from elsewhere of `target/release/chat-bench` still names its commit).
+/// `CHAT_BENCH_COMMIT` when set (`just bench` sets it to the server's commit when it runs
+/// an older server), else `git rev-parse --short HEAD` in the current directory, else beside
+/// the executable (so a run from elsewhere of `target/release/chat-bench` still names its
+/// commit).
 fn git_commit() -> Option<String> {
+    if let Some(commit) = std::env::var("CHAT_BENCH_COMMIT").ok().filter(|c| !c.is_empty()) {
+        return Some(commit);
+    }
     let exe_dir = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf));
     std::iter::once(None).chain(exe_dir.map(Some)).find_map(|dir| rev_parse(dir.as_deref()))
 }

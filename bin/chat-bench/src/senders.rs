@@ -147,8 +147,8 @@ async fn worker(
         };
         let msg_no = next_msg_no.fetch_add(1, Ordering::Relaxed);
         if !plan.open_loop {
-            let posted = post(&api, &poster, msg_no, Instant::now(), plan.message_bytes, &live).await;
-            if let Some(wait) = out.add(posted) {
+            let result = post(&api, &poster, msg_no, Instant::now(), plan.message_bytes, &live).await;
+            if let Some(wait) = out.add(result) {
                 tokio::select! {
                     () = stop.cancelled() => break,
                     () = tokio::time::sleep(wait) => {}
@@ -159,9 +159,9 @@ async fn worker(
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
         let (api, live, bytes) = (api.clone(), Arc::clone(&live), plan.message_bytes);
         in_flight.spawn(async move {
-            let posted = post(&api, &poster, msg_no, scheduled, bytes, &live).await;
+            let result = post(&api, &poster, msg_no, scheduled, bytes, &live).await;
             drop(slot);
-            posted
+            result
         });
         while let Some(done) = in_flight.try_join_next() {
             if let Ok(posted) = done {
