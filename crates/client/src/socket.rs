@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use domain::{ChannelId, Message};
+use domain::ChannelId;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message as Frame};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wire::MessageDto;
 
 use crate::Error;
 
@@ -24,7 +25,7 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A new message in a channel the user belongs to.
-    Message(Box<Message>),
+    Message(Box<MessageDto>),
     /// Any other frame (`ready`, `typing`, `member_joined`, `resync_required`, ...) with its
     /// `data`.
     Other { kind: String, data: Value },
@@ -96,9 +97,7 @@ impl Socket {
             Ok((mut stream, _)) => {
                 self.failures = 0;
                 if !self.last_seq.is_empty() {
-                    let channels: serde_json::Map<String, Value> =
-                        self.last_seq.iter().map(|(id, seq)| (id.to_string(), json!(seq))).collect();
-                    let resume = json!({"type": "resume", "data": {"channels": channels}});
+                    let resume = json!({"type": "resume", "data": wire::Resume { channels: self.last_seq.clone() }});
                     // A failed send shows up as a dropped stream on the next read.
                     let _ = stream.send(Frame::Text(resume.to_string().into())).await;
                 }
@@ -138,7 +137,7 @@ impl Socket {
             *last = seq;
         }
         if kind == "message" {
-            return serde_json::from_value::<Message>(data.clone())
+            return serde_json::from_value::<MessageDto>(data.clone())
                 .ok()
                 .map(|message| Event::Message(Box::new(message)))
                 .or(Some(Event::Other { kind, data }));
