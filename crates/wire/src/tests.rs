@@ -1,8 +1,6 @@
 //! Every wire type survives a trip through JSON unchanged, and what the server sends from
 //! `domain` reads back as the DTO the client expects.
 
-#![allow(clippy::unwrap_used)]
-
 use std::collections::HashMap;
 use std::fmt::Debug;
 
