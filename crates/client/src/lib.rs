@@ -4,9 +4,10 @@
 //! a consumer sees every event once, in order, across disconnects.
 //!
 //! Below the typed layer are the pieces it is built from, public for tools that need the
-//! wire itself: [`connect`] (opening a socket from a chosen local address, loopback only,
-//! with a chosen read buffer) and [`frame`] (reading frames without allocating; `chat-bench`
-//! follows 100,000+ frames a second with it).
+//! wire itself: [`RawSocket`] (JSON frames in and out, nothing interpreted: the black-box
+//! tests, which assert on the wire format), [`connect`] (opening a socket from a chosen local
+//! address, loopback only, with a chosen read buffer) and [`frame`] (reading frames without
+//! allocating; `chat-bench` follows 100,000+ frames a second with it).
 //!
 //! It depends on `wire` and `domain` alone of the server's crates, so a bot or tool built on
 //! it pulls in no web framework or database.
@@ -25,6 +26,7 @@
 
 pub mod connect;
 pub mod frame;
+mod raw;
 mod socket;
 
 use domain::ChannelId;
@@ -36,6 +38,7 @@ use wire::{
     ChannelDto, ErrorBody, LoginRequest, MessageDto, MyChannel, Page, PostMessageRequest, TokenResponse, UserDto,
 };
 
+pub use raw::RawSocket;
 pub use socket::{Event, Socket};
 
 /// What can go wrong talking to the server.
