@@ -3,6 +3,17 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+// `POST /api/channels`. (A plain comment: see the crate's note on doc comments.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreateChannelRequest {
+    #[schema(example = "general")]
+    pub name: String,
+    #[schema(example = "General discussion")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub is_private: bool,
+}
+
 /// A channel or DM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ChannelDto {

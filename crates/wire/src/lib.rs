@@ -3,10 +3,13 @@
 //! server serves) and the WebSocket frames a client reads and writes.
 //!
 //! The server serializes these types and documents them (`utoipa::ToSchema`); the client
-//! crate (`chat-client`) deserializes the very same types, so a field the server adds or
-//! renames is a compile error or a failing round-trip test on both sides, never a silent
-//! mismatch. Conversions from `domain`'s records live here too (`From<&domain::Message> for
+//! crate (`chat-client`) deserializes the very same types, so the two cannot drift apart: a
+//! field the server adds or renames changes for the client in the same commit. Conversions from `domain`'s records live here too (`From<&domain::Message> for
 //! MessageDto`, ...), because they decide the wire shape.
+//!
+//! Doc comments on these types and their fields are the OpenAPI document's descriptions
+//! (utoipa reads them), so adding one changes what the server serves; the request and token
+//! types that had none in the document carry plain `//` comments instead.
 //!
 //! This crate depends on `domain`, serde and utoipa's derives only: no web framework, no
 //! runtime, no database, so a bot or tool built on the client pulls in none of the server.
@@ -26,8 +29,8 @@ mod page;
 mod socket;
 mod users;
 
-pub use auth::{LoginRequest, TokenResponse};
-pub use channels::{ChannelDto, MyChannel};
+pub use auth::{LoginRequest, RegisterRequest, TokenResponse};
+pub use channels::{ChannelDto, CreateChannelRequest, MyChannel};
 pub use error::{ErrorBody, FieldError};
 pub use files::FileDto;
 pub use messages::{MentionDto, MessageDto, PostMessageRequest, ReactionSummaryDto, WebhookTagDto};

@@ -7,8 +7,7 @@ use utoipa::ToSchema;
 use crate::files::FileDto;
 use crate::users::UserSummaryDto;
 
-// `POST /api/chat/messages`. Not a doc comment: it would become the schema's description
-// and change the served OpenAPI document.
+// `POST /api/chat/messages`. (A plain comment: see the crate's note on doc comments.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PostMessageRequest {
     #[schema(example = "Hello, world!")]

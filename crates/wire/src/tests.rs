@@ -152,7 +152,14 @@ fn pages_round_trip() {
 
 #[test]
 fn requests_responses_and_errors_round_trip() {
+    check(&RegisterRequest {
+        username: "alice".into(),
+        email: "alice@example.com".into(),
+        password: "secretpass".into(),
+        display_name: Some("Alice".into()),
+    });
     check(&LoginRequest { username: "alice".into(), password: "secretpass".into() });
+    check(&CreateChannelRequest { name: "general".into(), description: None, is_private: true });
     check(&TokenResponse { access_token: "eyJ".into(), token_type: "bearer".into(), expires_in: 1800 });
     check(&PostMessageRequest {
         content: "hi".into(),

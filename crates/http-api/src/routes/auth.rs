@@ -4,8 +4,6 @@ use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use domain::{DisplayName, Email, Password, User, Username};
 use persistence::users::{self, NewUser};
-use serde::Deserialize;
-use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::dto::UserDto;
@@ -18,19 +16,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(register).service(login).service(logout).service(me);
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct RegisterRequest {
-    #[schema(example = "johndoe")]
-    pub username: String,
-    #[schema(example = "john@example.com")]
-    pub email: String,
-    #[schema(example = "secretpass")]
-    pub password: String,
-    #[schema(example = "John Doe")]
-    pub display_name: Option<String>,
-}
-
-pub use wire::{LoginRequest, TokenResponse};
+pub use wire::{LoginRequest, RegisterRequest, TokenResponse};
 
 /// Collects every field error of a request at once, so the client can fix them together.
 #[derive(Default)]

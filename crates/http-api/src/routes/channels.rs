@@ -41,15 +41,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(mark_read);
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct CreateChannelRequest {
-    #[schema(example = "general")]
-    pub name: String,
-    #[schema(example = "General discussion")]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub is_private: bool,
-}
+pub use wire::CreateChannelRequest;
 
 /// A channel with its bans, as the ban endpoints return it (docs/api.md section 4).
 #[derive(Debug, Serialize, ToSchema)]
