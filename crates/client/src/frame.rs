@@ -29,6 +29,7 @@ pub struct Frame<'a> {
     pub data: Option<FrameData<'a>>,
 }
 
+/// The fields of a frame's `data` that a reader uses; absent ones are empty.
 #[derive(Debug, Default, Deserialize)]
 pub struct FrameData<'a> {
     // Plain `Cow` fields (not `Option<Cow>`): serde borrows only those from the input.
@@ -55,6 +56,7 @@ pub struct ReadyEntry<'a> {
 impl<'a> Frame<'a> {
     // `#[inline]` here and on `classify`: a reader calls them once per frame from another
     // crate, and they were inlined into chat-bench's read loop before they moved here.
+    /// Parses a text frame, borrowing from it.
     #[inline]
     pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(text)
