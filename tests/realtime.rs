@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use blackbox_tests::TestApp;
 use blackbox_tests::ws::WsClient;
-use futures_util::SinkExt as _;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::{self, Message};
 
 async fn channel(app: &TestApp, owner: &str, name: &str, members: &[&str]) -> String {
     let reply = app.client.post("/api/channels", Some(owner), &json!({"name": name})).await;
@@ -31,9 +29,9 @@ async fn messages(ws: &mut WsClient, channel: &str, n: usize) -> Vec<Value> {
     out
 }
 
-fn handshake_status(error: tungstenite::Error) -> u16 {
+fn handshake_status(error: chat_client::Error) -> u16 {
     match error {
-        tungstenite::Error::Http(response) => response.status().as_u16(),
+        chat_client::Error::Refused(status) => status,
         other => panic!("expected an HTTP refusal, got {other}"),
     }
 }
@@ -314,7 +312,7 @@ async fn bad_frames_get_errors_and_the_connection_stays() {
     let alice = app.user("alice").await;
     let mut ws = app.connect(&alice).await;
     for garbage in ["not json", r#"{"type":"dance"}"#, r#"{"type":"typing","data":{}}"#, "{}"] {
-        ws.socket.send(Message::Text(garbage.into())).await.unwrap();
+        ws.send_text(garbage).await.unwrap();
         let frame = ws.next_json().await;
         assert_eq!(frame["type"], "error", "{garbage}");
         assert!(frame["data"]["code"].is_string());
@@ -328,12 +326,12 @@ async fn oversized_frames_close_with_1009_and_garbage_floods_with_1008() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
     let mut ws = app.connect(&alice).await;
-    ws.socket.send(Message::Text("x".repeat(70 * 1024).into())).await.unwrap();
+    ws.send_text(&"x".repeat(70 * 1024)).await.unwrap();
     assert_eq!(ws.close_code().await, Some(1009));
 
     let mut ws = app.connect(&alice).await;
     for _ in 0..50 {
-        if ws.socket.send(Message::Text("garbage".into())).await.is_err() {
+        if ws.send_text("garbage").await.is_err() {
             break;
         }
     }
@@ -344,28 +342,22 @@ async fn oversized_frames_close_with_1009_and_garbage_floods_with_1008() {
 /// text frame that is not UTF-8 closes with 1007.
 #[tokio::test]
 async fn fragmented_messages_are_joined_and_bad_utf8_closes_with_1007() {
-    use tungstenite::protocol::frame::Frame;
-    use tungstenite::protocol::frame::coding::{Data, OpCode};
-
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
     let mut ws = app.connect(&alice).await;
     let ping = br#"{"type": "ping"}"#;
-    let parts = [(&ping[..5], OpCode::Data(Data::Text), false), (&ping[5..9], OpCode::Data(Data::Continue), false)];
-    for (part, op, last) in parts.into_iter().chain([(&ping[9..], OpCode::Data(Data::Continue), true)]) {
-        ws.socket.send(Message::Frame(Frame::message(part.to_vec(), op, last))).await.unwrap();
-    }
+    ws.send_fragments(&[&ping[..5], &ping[5..9], &ping[9..]]).await.unwrap();
     assert_eq!(ws.next_json().await, json!({"type": "pong", "data": {}}));
 
     // 40 + 40 KiB in two frames, each under the limit, together over it.
     let half = vec![b' '; 40 * 1024];
-    ws.socket.send(Message::Frame(Frame::message(half.clone(), OpCode::Data(Data::Text), false))).await.unwrap();
-    let _ = ws.socket.send(Message::Frame(Frame::message(half, OpCode::Data(Data::Continue), true))).await;
+    // The server may close before the second part is written.
+    let _ = ws.send_fragments(&[&half, &half]).await;
     assert_eq!(ws.close_code().await, Some(1009));
 
     let mut ws = app.connect(&alice).await;
     let not_utf8 = vec![b'"', 0xff, 0xfe, b'"'];
-    ws.socket.send(Message::Frame(Frame::message(not_utf8, OpCode::Data(Data::Text), true))).await.unwrap();
+    ws.send_fragments(&[&not_utf8]).await.unwrap();
     assert_eq!(ws.close_code().await, Some(1007));
 }
 

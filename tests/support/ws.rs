@@ -1,41 +1,41 @@
-//! A WebSocket test client that waits for frames with a timeout instead of sleeping.
+//! The tests' WebSocket: the client crate's [`RawSocket`] (tests assert on the wire format,
+//! so they read raw JSON frames), with waits that fail the test instead of sleeping.
 
 use std::time::Duration;
 
-use futures_util::{SinkExt as _, StreamExt as _};
+use chat_client::RawSocket;
 use serde_json::Value;
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-pub struct WsClient {
-    pub socket: Socket,
-}
 
 /// How long a test waits for an expected frame before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+pub struct WsClient {
+    socket: RawSocket,
+}
+
 impl WsClient {
-    pub async fn connect(url: &str) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
-        let (socket, _) = tokio_tungstenite::connect_async(url).await?;
-        Ok(Self { socket })
+    /// Opens `url`; a refused handshake is `chat_client::Error::Refused(status)`.
+    pub async fn connect(url: &str) -> Result<Self, chat_client::Error> {
+        Ok(Self { socket: RawSocket::connect(url).await? })
     }
 
     pub async fn send_json(&mut self, value: &Value) {
-        self.socket.send(Message::Text(value.to_string().into())).await.unwrap();
+        self.socket.send_json(value).await.unwrap();
+    }
+
+    /// Sends `text` as it is (garbage included); fails once the server has closed.
+    pub async fn send_text(&mut self, text: &str) -> Result<(), chat_client::Error> {
+        self.socket.send_text(text).await
+    }
+
+    /// Sends one text message in one frame per part, bytes as they are (UTF-8 or not).
+    pub async fn send_fragments(&mut self, parts: &[&[u8]]) -> Result<(), chat_client::Error> {
+        self.socket.send_fragments(parts).await
     }
 
     /// The next JSON frame, skipping pings; `None` when the socket closed or `wait` passed.
     pub async fn next_json_within(&mut self, wait: Duration) -> Option<Value> {
-        loop {
-            match tokio::time::timeout(wait, self.socket.next()).await {
-                Ok(Some(Ok(Message::Text(text)))) => return serde_json::from_str(&text).ok(),
-                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_) | Message::Frame(_)))) => {}
-                _ => return None,
-            }
-        }
+        self.socket.next_json_within(wait).await
     }
 
     pub async fn next_json(&mut self) -> Value {
@@ -54,12 +54,6 @@ impl WsClient {
 
     /// The close frame's code, waiting for it.
     pub async fn close_code(&mut self) -> Option<u16> {
-        loop {
-            match tokio::time::timeout(WAIT, self.socket.next()).await {
-                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
-                Ok(Some(Ok(_))) => {}
-                _ => return None,
-            }
-        }
+        self.socket.close_code_within(WAIT).await
     }
 }

@@ -3,12 +3,17 @@
 //! Setup calls (register, create, join) retry on 429 after `Retry-After` and fail on any
 //! other error; the calls made under load return a [`Reply`] so that the caller counts
 //! throttling and errors instead of stopping.
+//!
+//! Bodies are the server's own types (`chat_client::wire`), except on the posting path,
+//! which runs for every message under load: it writes a borrowed body and reads only the
+//! `seq` of the answer, and a test holds both to the server's types.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use chat_client::wire::{ChannelDto, CreateChannelRequest, LoginRequest, RegisterRequest, TokenResponse};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{RequestBuilder, StatusCode, Url};
 use serde::{Deserialize, Serialize};
@@ -37,35 +42,14 @@ pub enum Reply {
     Failed(String),
 }
 
-#[derive(Serialize)]
-struct Register<'a> {
-    username: &'a str,
-    email: &'a str,
-    password: &'a str,
-}
-
-#[derive(Deserialize)]
-struct Token {
-    access_token: String,
-}
-
-#[derive(Serialize)]
-struct NewChannel<'a> {
-    name: &'a str,
-    description: &'a str,
-}
-
-#[derive(Deserialize)]
-struct Created {
-    id: String,
-}
-
+/// `wire::PostMessageRequest`, borrowed.
 #[derive(Serialize)]
 struct NewMessage<'a> {
     content: &'a str,
     channel_id: &'a str,
 }
 
+/// The one field of `wire::MessageDto` the posting path reads.
 #[derive(Deserialize)]
 struct Posted {
     #[serde(default)]
@@ -113,10 +97,14 @@ impl Api {
     /// Registers a user and returns its access token.
     pub async fn register(&self, username: &str, password: &str) -> Result<String> {
         let url = self.target.http("api/auth/register")?;
-        let email = format!("{username}@example.com");
-        let body = Register { username, email: &email, password };
+        let body = RegisterRequest {
+            username: username.to_owned(),
+            email: format!("{username}@example.com"),
+            password: password.to_owned(),
+            display_name: None,
+        };
         let bytes = self.setup_call("POST /api/auth/register", || self.http.post(url.clone()).json(&body)).await?;
-        let token: Token =
+        let token: TokenResponse =
             serde_json::from_slice(&bytes).context("POST /api/auth/register: no access_token in the answer")?;
         Ok(token.access_token)
     }
@@ -124,12 +112,17 @@ impl Api {
     /// Creates a public channel and returns its id.
     pub async fn create_channel(&self, token: &str, name: &str) -> Result<String> {
         let url = self.target.http("api/channels")?;
-        let body = NewChannel { name, description: "created by chat-bench" };
+        let body = CreateChannelRequest {
+            name: name.to_owned(),
+            description: Some("created by chat-bench".to_owned()),
+            is_private: false,
+        };
         let bytes = self
             .setup_call("POST /api/channels", || self.http.post(url.clone()).bearer_auth(token).json(&body))
             .await?;
-        let channel: Created = serde_json::from_slice(&bytes).context("POST /api/channels: no id in the answer")?;
-        Ok(channel.id)
+        let channel: ChannelDto =
+            serde_json::from_slice(&bytes).context("POST /api/channels: not a channel in the answer")?;
+        Ok(channel.id.to_string())
     }
 
     pub async fn join(&self, token: &str, channel_id: &str) -> Result<()> {
@@ -161,7 +154,10 @@ impl Api {
             Ok(url) => url,
             Err(error) => return Reply::Failed(error.to_string()),
         };
-        load_call(self.http.post(url).json(&serde_json::json!({"username": username, "password": password}))).await
+        load_call(
+            self.http.post(url).json(&LoginRequest { username: username.to_owned(), password: password.to_owned() }),
+        )
+        .await
     }
 
     /// An authenticated GET under load.
@@ -270,6 +266,14 @@ mod tests {
         assert_eq!(posted_seq(br#"{"id":"x","seq":17,"user":{"id":"u"}}"#), Some(17));
         assert_eq!(posted_seq(br#"{"id":"x"}"#), None);
         assert_eq!(posted_seq(b"not json"), None);
+    }
+
+    #[test]
+    fn the_borrowed_post_body_is_what_the_server_reads() {
+        let channel_id = uuid::Uuid::now_v7();
+        let body = serde_json::to_string(&NewMessage { content: "hi", channel_id: &channel_id.to_string() }).unwrap();
+        let read: chat_client::wire::PostMessageRequest = serde_json::from_str(&body).unwrap();
+        assert_eq!((read.content.as_str(), read.channel_id), ("hi", channel_id));
     }
 
     #[test]

@@ -20,7 +20,6 @@ mod senders;
 mod setup;
 mod stats;
 mod target;
-mod ws;
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;

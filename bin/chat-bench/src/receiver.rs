@@ -10,7 +10,9 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
+use chat_client::connect::{self, ACTIVE_READ_BUFFER, Ws};
+use chat_client::frame::{self, ChannelFrame};
 use futures_util::{SinkExt as _, StreamExt as _};
 use reqwest::Url;
 use serde::Serialize;
@@ -23,7 +25,7 @@ use crate::content;
 use crate::ledger::ReceiverLog;
 use crate::live::Live;
 use crate::stats::SharedLatency;
-use crate::ws::{self, Event, Ws};
+use crate::target::ws_options;
 
 /// How long a connection may take to open and send `ready`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -120,8 +122,8 @@ struct Tracker<'s> {
 
 impl Tracker<'_> {
     fn on_text(&mut self, text: &str, received_at: u64) {
-        match ws::classify(text, &self.spec.channel_id) {
-            Ok(Event::Message { seq, content }) => {
+        match frame::classify(text, &self.spec.channel_id) {
+            Ok(ChannelFrame::Message { seq, content }) => {
                 if let Some(seq) = seq {
                     self.advance(seq);
                     if seq <= self.replay_upto {
@@ -136,9 +138,9 @@ impl Tracker<'_> {
                     self.stats.foreign += 1;
                 }
             }
-            Ok(Event::Sequenced { seq }) => self.advance(seq),
-            Ok(Event::ResyncRequired) => self.stats.resync_required += 1,
-            Ok(Event::Ready { .. } | Event::Other) => {}
+            Ok(ChannelFrame::Sequenced { seq }) => self.advance(seq),
+            Ok(ChannelFrame::ResyncRequired) => self.stats.resync_required += 1,
+            Ok(ChannelFrame::Ready { .. } | ChannelFrame::Other) => {}
             Err(_) => self.stats.bad_frames += 1,
         }
     }
@@ -190,7 +192,7 @@ pub async fn run(spec: ReceiverSpec, policy: Option<DropPolicy>, shared: Arc<Sha
         } else {
             tracker.stats.reconnects += 1;
             tracker.replay_upto = ready_last_seq.unwrap_or(0);
-            let resume = ws::resume_frame(&spec.channel_id, tracker.last_seq);
+            let resume = frame::resume_frame(&spec.channel_id, tracker.last_seq);
             if let Err(error) = ws.send(Message::text(resume)).await {
                 shared.live.record_error(|| format!("sending resume: {error}"));
                 continue;
@@ -235,28 +237,12 @@ async fn connect_and_ready(spec: &ReceiverSpec, shared: &Shared, first: bool) ->
     // Only first connections queue for a permit; reconnects must not wait behind them.
     let _permit = if first { Some(shared.first_connect.acquire().await?) } else { None };
     tokio::time::timeout(CONNECT_TIMEOUT, async {
-        let mut ws = ws::connect(&spec.url, spec.source, ws::ACTIVE_READ_BUFFER).await?;
-        let last_seq = wait_for_ready(&mut ws, &spec.channel_id).await?;
+        let mut ws = connect::connect(&spec.url, ws_options(spec.source, ACTIVE_READ_BUFFER)).await?;
+        let last_seq = frame::wait_for_ready(&mut ws, &spec.channel_id).await?;
         Ok((ws, last_seq))
     })
     .await
     .context("no ready frame within 15 s")?
-}
-
-/// Reads until the `ready` frame; docs/websocket.md says it comes first.
-pub async fn wait_for_ready(ws: &mut Ws, channel_id: &str) -> Result<Option<u64>> {
-    while let Some(frame) = ws.next().await {
-        match frame.context("WebSocket error before ready")? {
-            Message::Text(text) => {
-                if let Ok(Event::Ready { last_seq }) = ws::classify(text.as_str(), channel_id) {
-                    return Ok(last_seq);
-                }
-            }
-            Message::Close(frame) => bail!("closed before ready: {frame:?}"),
-            _ => {}
-        }
-    }
-    bail!("connection ended before ready")
 }
 
 async fn read_until(ws: &mut Ws, online: Option<Duration>, tracker: &mut Tracker<'_>) -> End {

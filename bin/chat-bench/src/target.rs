@@ -2,11 +2,13 @@
 //!
 //! Architecture Invariant: chat-bench only ever sends traffic to loopback addresses
 //! (127.0.0.0/8, `localhost`, `::1`). Every URL it is given (`--url`, `--database-url`) passes
-//! through this module first, and WebSocket connections re-check the resolved address.
+//! through this module first, and WebSocket connections re-check the resolved address (they
+//! are all opened with [`ws_options`], which sets the client's `loopback_only`).
 
 use std::net::IpAddr;
 
 use anyhow::{Context as _, Result, bail};
+use chat_client::connect::{ConnectOptions, is_loopback};
 use reqwest::Url;
 
 /// The HTTP base URL of a chat server on this machine, ending in `/`.
@@ -77,11 +79,11 @@ pub fn ensure_loopback_host(host: &str) -> Result<()> {
     }
 }
 
-pub fn is_loopback(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
-    }
+/// How chat-bench opens every WebSocket: to loopback addresses only, from `source` when
+/// given, with a read buffer sized for the connection's traffic
+/// (`chat_client::connect::{ACTIVE_READ_BUFFER, IDLE_READ_BUFFER}`).
+pub fn ws_options(source: Option<IpAddr>, read_buffer: usize) -> ConnectOptions {
+    ConnectOptions { source, read_buffer: Some(read_buffer), loopback_only: true }
 }
 
 /// Checks a PostgreSQL URL (`postgres://user@host:port/db`) or key/value connection string

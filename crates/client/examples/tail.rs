@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
     }
     loop {
         if let Event::Message(message) = socket.next_event().await?
-            && message.channel_id == channel
+            && message.channel_id == channel.as_uuid()
         {
             println!("{}: {}", message.user.username, message.content);
         }

@@ -4,27 +4,29 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use domain::{ChannelId, Message};
+use domain::ChannelId;
 use futures_util::{SinkExt as _, StreamExt as _};
-use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{self, Message as Frame};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use reqwest::Url;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use wire::MessageDto;
 
 use crate::Error;
-
-type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::connect::{ConnectOptions, Ws, connect};
+use crate::frame;
 
 /// The first wait before reconnecting; it doubles per failed attempt up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The close code of a revoked or expired token (docs/websocket.md).
+const TOKEN_REVOKED: u16 = 4001;
 
 /// What the server sent, as far as a client needs to tell it apart.
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A new message in a channel the user belongs to.
-    Message(Box<Message>),
+    Message(Box<MessageDto>),
     /// Any other frame (`ready`, `typing`, `member_joined`, `resync_required`, ...) with its
     /// `data`.
     Other { kind: String, data: Value },
@@ -37,7 +39,7 @@ pub enum Event {
 pub struct Socket {
     url: String,
     token: String,
-    stream: Option<Stream>,
+    stream: Option<Ws>,
     last_seq: HashMap<ChannelId, i64>,
     failures: u32,
 }
@@ -73,11 +75,10 @@ impl Socket {
                     }
                 }
                 Some(Ok(Frame::Close(frame))) => {
-                    if frame.is_some_and(|f| f.code == CloseCode::Library(4001)) {
-                        self.stream = None;
+                    self.stream = None;
+                    if frame.is_some_and(|f| u16::from(f.code) == TOKEN_REVOKED) {
                         return Err(Error::Unauthorized);
                     }
-                    self.stream = None;
                 }
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => self.stream = None,
@@ -91,21 +92,22 @@ impl Socket {
             let exponent = self.failures.min(16) - 1;
             tokio::time::sleep(FIRST_BACKOFF.saturating_mul(1 << exponent).min(MAX_BACKOFF)).await;
         }
-        let url = format!("{}?token={}", self.url, self.token);
-        match tokio_tungstenite::connect_async(url.as_str()).await {
-            Ok((mut stream, _)) => {
+        let opened = match Url::parse_with_params(&self.url, [("token", &self.token)]) {
+            Ok(url) => connect(&url, ConnectOptions::default()).await,
+            Err(error) => Err(Error::connect(format!("{} is not a URL: {error}", self.url), None)),
+        };
+        match opened {
+            Ok(mut stream) => {
                 self.failures = 0;
                 if !self.last_seq.is_empty() {
-                    let channels: serde_json::Map<String, Value> =
-                        self.last_seq.iter().map(|(id, seq)| (id.to_string(), json!(seq))).collect();
-                    let resume = json!({"type": "resume", "data": {"channels": channels}});
+                    let resume = frame::resume(&wire::Resume { channels: self.last_seq.clone() });
                     // A failed send shows up as a dropped stream on the next read.
-                    let _ = stream.send(Frame::Text(resume.to_string().into())).await;
+                    let _ = stream.send(Frame::text(resume)).await;
                 }
                 self.stream = Some(stream);
                 Ok(())
             }
-            Err(tungstenite::Error::Http(response)) if response.status().as_u16() == 401 => Err(Error::Unauthorized),
+            Err(Error::Refused(401)) => Err(Error::Unauthorized),
             Err(_) => {
                 self.failures = self.failures.saturating_add(1);
                 Ok(())
@@ -116,33 +118,35 @@ impl Socket {
     /// Reads one frame: channel events the socket already delivered are dropped, and the
     /// channels of `ready` start from their newest seq the first time they are seen.
     fn accept(&mut self, text: &str) -> Option<Event> {
-        let frame: Value = serde_json::from_str(text).ok()?;
-        let kind = frame["type"].as_str()?.to_owned();
-        let data = frame.get("data").cloned().unwrap_or(Value::Null);
-        if kind == "ready" {
-            for channel in data["channels"].as_array().into_iter().flatten() {
-                if let (Some(id), Some(seq)) =
-                    (channel["id"].as_str().and_then(|id| id.parse().ok()), channel["last_seq"].as_i64())
-                {
-                    self.last_seq.entry(id).or_insert(seq);
+        let header = frame::Frame::parse(text).ok()?;
+        let data = header.data.unwrap_or_default();
+        if header.kind == "ready" {
+            for channel in data.channels.unwrap_or_default() {
+                if let (Ok(id), Some(seq)) = (channel.id.parse::<ChannelId>(), channel.last_seq) {
+                    self.last_seq.entry(id).or_insert(seq as i64);
                 }
             }
-            return Some(Event::Other { kind, data });
-        }
-        let channel = data["channel_id"].as_str().and_then(|id| id.parse::<ChannelId>().ok());
-        if let (Some(channel), Some(seq)) = (channel, data["seq"].as_i64()) {
+        } else if let (Ok(channel), Some(seq)) = (data.channel_id.parse::<ChannelId>(), data.seq) {
+            let seq = seq as i64;
             let last = self.last_seq.entry(channel).or_insert(seq - 1);
             if seq <= *last {
                 return None;
             }
             *last = seq;
         }
-        if kind == "message" {
-            return serde_json::from_value::<Message>(data.clone())
-                .ok()
-                .map(|message| Event::Message(Box::new(message)))
-                .or(Some(Event::Other { kind, data }));
+        if header.kind == "message"
+            && let Ok(message) = serde_json::from_str::<Typed<MessageDto>>(text)
+        {
+            return Some(Event::Message(Box::new(message.data)));
         }
-        Some(Event::Other { kind, data })
+        let data = serde_json::from_str::<Typed<Option<Value>>>(text).ok().and_then(|frame| frame.data);
+        let data = data.unwrap_or(Value::Null);
+        Some(Event::Other { kind: header.kind.into_owned(), data })
     }
+}
+
+/// A frame's `data` read as `T`.
+#[derive(Deserialize)]
+struct Typed<T> {
+    data: T,
 }

@@ -9,13 +9,14 @@ mod ping_bot;
 use std::time::Duration;
 
 use blackbox_tests::TestApp;
+use chat_client::wire::MessageDto;
 use chat_client::{Client, Error, Event};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 /// The next message event of the socket, within the wait.
-async fn next_message(socket: &mut chat_client::Socket) -> domain::Message {
+async fn next_message(socket: &mut chat_client::Socket) -> MessageDto {
     tokio::time::timeout(WAIT, async {
         loop {
             if let Event::Message(message) = socket.next_event().await.unwrap() {
@@ -94,7 +95,8 @@ async fn a_revoked_token_ends_the_socket_and_errors_are_typed() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
     let client = Client::new(&app.base).with_token(&alice);
-    assert_eq!(client.me().await.unwrap().username, "alice");
+    let me = client.me().await.unwrap();
+    assert_eq!((me.username.as_str(), me.is_bot, me.email.as_deref()), ("alice", false, Some("alice@example.com")));
     let mut socket = client.socket();
     socket.next_event().await.unwrap();
     app.client.post_empty("/api/auth/logout", Some(&alice)).await.assert_status(204);
@@ -112,7 +114,8 @@ async fn a_revoked_token_ends_the_socket_and_errors_are_typed() {
     let anonymous = Client::new(&app.base);
     assert!(matches!(anonymous.login("alice", "wrong-password").await, Err(Error::Unauthorized)));
     let token = anonymous.login("alice", "secretpass").await.unwrap();
-    let fresh = anonymous.with_token(&token);
+    assert_eq!(token.token_type, "bearer");
+    let fresh = anonymous.with_token(&token.access_token);
     match fresh.find_channel("nowhere").await {
         Err(Error::Api { status: 404, .. }) => {}
         other => panic!("{other:?}"),
@@ -139,4 +142,23 @@ async fn follow_gives_the_backlog_oldest_first_then_everything_after_it_once() {
     let next = client.send(channel, "new").await.unwrap();
     assert_eq!(next_message(&mut socket).await.id, between.id);
     assert_eq!(next_message(&mut socket).await.id, next.id);
+}
+
+#[tokio::test]
+async fn a_refused_request_carries_the_servers_error_body() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    app.create_channel(&alice, "general").await;
+    let client = Client::new(&app.base).with_token(&alice);
+    let channel = client.find_channel("general").await.unwrap();
+    match client.send(channel, "   ").await {
+        Err(Error::Api { status: 422, body }) => {
+            assert_eq!(body.code, "validation_error");
+            assert_eq!(body.errors.unwrap()[0].field, "content");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mine = client.my_channels().await.unwrap();
+    assert_eq!(mine[0].channel.id, channel.as_uuid());
+    assert_eq!(mine[0].channel.kind, "channel");
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use domain::{ChannelId, FileId, MessageId, UserId, UserSummary};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use wire::Resume;
 
 /// The largest frame a client may send; bigger ones close the connection with 1009.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
@@ -45,11 +46,6 @@ struct TypingData {
     channel_id: ChannelId,
 }
 
-#[derive(Deserialize)]
-struct ResumeData {
-    channels: HashMap<ChannelId, i64>,
-}
-
 /// Why a client frame was refused; sent back as an `error` frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameError {
@@ -73,7 +69,7 @@ impl ClientFrame {
             "message" => {
                 serde_json::from_value::<SendMessage>(envelope.data.clone()).map(Self::Message).map_err(bad_data)
             }
-            "resume" => serde_json::from_value::<ResumeData>(envelope.data.clone())
+            "resume" => serde_json::from_value::<Resume>(envelope.data.clone())
                 .map(|d| Self::Resume { channels: d.channels })
                 .map_err(bad_data),
             other => Err(FrameError { code: "unknown_frame", detail: format!("unknown frame type {other:?}") }),
@@ -101,12 +97,9 @@ impl ServerFrame<'_> {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ReadyChannel {
-    pub id: ChannelId,
-    pub last_seq: i64,
-    pub last_read_seq: i64,
-}
+/// `ready`'s channels (like the client's `resume`) are a shape the client crate reads too,
+/// so it is defined once, in `wire`.
+pub use wire::ReadyChannel;
 
 #[cfg(test)]
 mod tests {

@@ -248,14 +248,20 @@ async fn serve(stream: TcpStream, topics: Arc<[Topic]>, stop: CancellationToken)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ws::{Event, classify};
+    use chat_client::frame::{ChannelFrame, classify};
 
     #[test]
     fn frames_parse_like_the_servers() {
         let channel = "c1";
         let frame = message_frame(channel, "u1", 7, "cb:1:2:xx");
-        assert_eq!(classify(&frame, channel).unwrap(), Event::Message { seq: Some(7), content: "cb:1:2:xx".into() });
-        assert_eq!(classify(&ready_frame(channel, "u1", 3), channel).unwrap(), Event::Ready { last_seq: Some(3) });
+        assert_eq!(
+            classify(&frame, channel).unwrap(),
+            ChannelFrame::Message { seq: Some(7), content: "cb:1:2:xx".into() }
+        );
+        assert_eq!(
+            classify(&ready_frame(channel, "u1", 3), channel).unwrap(),
+            ChannelFrame::Ready { last_seq: Some(3) }
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
+use chat_client::connect::{self, ACTIVE_READ_BUFFER};
+use chat_client::frame;
 use futures_util::{SinkExt as _, StreamExt as _};
 use reqwest::Url;
 use tokio::time::Instant;
@@ -25,7 +27,7 @@ use crate::content::{self, Stamp};
 use crate::openloop::{self, OpenLoopOutcome, Schedule};
 use crate::report::Report;
 use crate::setup::{self, User};
-use crate::ws;
+use crate::target::ws_options;
 
 /// What the normal users need: who they are and where they read and post.
 struct Browsers {
@@ -189,25 +191,17 @@ const REPLAY_LIMIT: u64 = 1000;
 /// socket (as it does after 20 refused resumes in a row).
 async fn resume_loop(url: Url, channel: Arc<str>, attack: Arc<Attack>) {
     while !attack.stop.load(Ordering::Relaxed) {
-        let Ok(mut socket) = ws::connect(&url, None, ws::ACTIVE_READ_BUFFER).await else {
+        let Ok(mut socket) = connect::connect(&url, ws_options(None, ACTIVE_READ_BUFFER)).await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         attack.reconnects.fetch_add(1, Ordering::Relaxed);
-        let mut last_seq = None;
-        while last_seq.is_none() {
-            match tokio::time::timeout(Duration::from_secs(5), socket.next()).await {
-                Ok(Some(Ok(Message::Text(text)))) => {
-                    if let Ok(ws::Event::Ready { last_seq: seq }) = ws::classify(&text, &channel) {
-                        last_seq = Some(seq.unwrap_or(0));
-                    }
-                }
-                Ok(Some(Ok(_))) => {}
-                _ => break,
-            }
-        }
-        let Some(last_seq) = last_seq else { continue };
-        let resume = ws::resume_frame(&channel, last_seq.saturating_sub(REPLAY_LIMIT));
+        let Ok(Ok(last_seq)) =
+            tokio::time::timeout(Duration::from_secs(5), frame::wait_for_ready(&mut socket, &channel)).await
+        else {
+            continue;
+        };
+        let resume = frame::resume_frame(&channel, last_seq.unwrap_or(0).saturating_sub(REPLAY_LIMIT));
         'session: loop {
             if socket.send(Message::text(resume.clone())).await.is_err() {
                 break;

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
+use chat_client::connect::{self, IDLE_READ_BUFFER};
+use chat_client::frame::wait_for_ready;
 use futures_util::StreamExt as _;
 use reqwest::Url;
 use tokio::sync::Semaphore;
@@ -18,11 +20,10 @@ use super::{Ctx, seconds};
 use crate::cli::IdleArgs;
 use crate::live::Live;
 use crate::machine::rss_kib;
-use crate::receiver::wait_for_ready;
 use crate::report::Report;
 use crate::setup;
 use crate::stats::SharedLatency;
-use crate::ws;
+use crate::target::ws_options;
 
 /// Connections per local source address: well inside Linux's default ephemeral port range
 /// (32768–60999), which a bound source address cannot exceed towards one server port.
@@ -176,7 +177,7 @@ async fn hold_one(index: usize, url: Url, source: Option<IpAddr>, hold: Arc<Hold
         let _permit = hold.permits.acquire().await?;
         let started = Instant::now();
         let ws = tokio::time::timeout(CONNECT_TIMEOUT, async {
-            let mut ws = ws::connect(&url, source, ws::IDLE_READ_BUFFER).await?;
+            let mut ws = connect::connect(&url, ws_options(source, IDLE_READ_BUFFER)).await?;
             wait_for_ready(&mut ws, "").await?;
             anyhow::Ok(ws)
         })

@@ -26,7 +26,7 @@ async fn main() {
     };
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["login", username, password] => client.login(username, password).await.map(|token| {
-            println!("export CHAT_TOKEN={token}");
+            println!("export CHAT_TOKEN={}", token.access_token);
         }),
         ["send", channel, text @ ..] if !text.is_empty() => send(&client, channel, &text.join(" ")).await,
         ["tail", channel] => tail(&client, channel).await,
@@ -53,7 +53,7 @@ async fn tail(client: &Client, channel: &str) -> Result<(), Error> {
     }
     loop {
         if let Event::Message(message) = socket.next_event().await?
-            && message.channel_id == channel
+            && message.channel_id == channel.as_uuid()
         {
             println!("{}: {}", message.user.username, message.content);
         }

@@ -4,8 +4,6 @@ use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use domain::{DisplayName, Email, Password, User, Username};
 use persistence::users::{self, NewUser};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::dto::UserDto;
@@ -18,36 +16,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(register).service(login).service(logout).service(me);
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct RegisterRequest {
-    #[schema(example = "johndoe")]
-    pub username: String,
-    #[schema(example = "john@example.com")]
-    pub email: String,
-    #[schema(example = "secretpass")]
-    pub password: String,
-    #[schema(example = "John Doe")]
-    pub display_name: Option<String>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct LoginRequest {
-    #[schema(example = "johndoe")]
-    pub username: String,
-    #[schema(example = "secretpass")]
-    pub password: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenResponse {
-    pub access_token: String,
-    /// Always `bearer`.
-    #[schema(example = "bearer")]
-    pub token_type: &'static str,
-    /// Seconds until the token expires.
-    #[schema(example = 1800)]
-    pub expires_in: i64,
-}
+pub use wire::{LoginRequest, RegisterRequest, TokenResponse};
 
 /// Collects every field error of a request at once, so the client can fix them together.
 #[derive(Default)]
@@ -69,7 +38,11 @@ impl Problems {
 
 pub fn issue(state: &AppState, user: &User) -> ApiResult<TokenResponse> {
     let issued = state.tokens.issue(user)?;
-    Ok(TokenResponse { access_token: issued.access_token, token_type: "bearer", expires_in: issued.expires_in })
+    Ok(TokenResponse {
+        access_token: issued.access_token,
+        token_type: "bearer".to_owned(),
+        expires_in: issued.expires_in,
+    })
 }
 
 /// Create an account and get an access token.

@@ -118,7 +118,7 @@ pub async fn list_bots(
     let (limit, after) = query.parse_text()?;
     let mut conn = state.conn().await?;
     let rows = users::bots_of(&mut conn, caller.id(), after.as_deref(), limit.get() + 1).await?;
-    Ok(web::Json(Page::of_users(rows, limit.get(), state.hub.presence(), |u| u.username.key())))
+    Ok(web::Json(crate::dto::page_of_users(rows, limit.get(), state.hub.presence(), |u| u.username.key())))
 }
 
 /// The caller's live bot named by a path segment; 404 for anything else.

@@ -41,15 +41,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(mark_read);
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct CreateChannelRequest {
-    #[schema(example = "general")]
-    pub name: String,
-    #[schema(example = "General discussion")]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub is_private: bool,
-}
+pub use wire::CreateChannelRequest;
 
 /// A channel with its bans, as the ban endpoints return it (docs/api.md section 4).
 #[derive(Debug, Serialize, ToSchema)]
@@ -67,20 +59,7 @@ pub struct MemberException {
     pub created_at: String,
 }
 
-/// One of the caller's channels, with read state.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MyChannel {
-    #[serde(flatten)]
-    pub channel: ChannelDto,
-    /// The channel's newest event seq.
-    pub last_seq: i64,
-    pub last_read_seq: i64,
-    /// Other users' messages after the read marker.
-    pub unread_count: i64,
-    /// Messages after the read marker that mention the caller (by name, `@channel` or
-    /// `@here`).
-    pub mention_count: i64,
-}
+pub use wire::MyChannel;
 
 /// `{id, username, display_name}` of a banned user.
 #[derive(Debug, Serialize, ToSchema)]

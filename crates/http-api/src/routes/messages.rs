@@ -33,23 +33,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(search);
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct PostMessageRequest {
-    #[schema(example = "Hello, world!")]
-    pub content: String,
-    #[schema(value_type = String, format = Uuid, example = "123e4567-e89b-12d3-a456-426614174000")]
-    pub channel_id: Uuid,
-    /// Reply in the thread of this top-level message.
-    #[schema(value_type = Option<String>, format = Uuid)]
-    pub parent_id: Option<Uuid>,
-    /// Files you uploaded (at most 10).
-    #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub attachment_ids: Vec<Uuid>,
-    /// Makes the send idempotent: the same nonce from you in this channel within 24 h
-    /// returns the first message (200) and broadcasts nothing. `Idempotency-Key` works too.
-    pub nonce: Option<String>,
-}
+pub use wire::PostMessageRequest;
 
 pub fn post_error(error: PostError) -> ApiError {
     match error {

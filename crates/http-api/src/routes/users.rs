@@ -59,7 +59,7 @@ pub struct UpdatedAccount {
     pub access_token: Option<String>,
     /// `bearer`, with `access_token`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_type: Option<&'static str>,
+    pub token_type: Option<String>,
     /// Seconds until `access_token` expires.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<i64>,
@@ -134,7 +134,7 @@ pub async fn update_me(
     };
     Ok(web::Json(UpdatedAccount {
         user: UserDto::own(&user, state.hub.presence().is_online(user.id)),
-        token_type: token.as_ref().map(|t| t.token_type),
+        token_type: token.as_ref().map(|t| t.token_type.clone()),
         expires_in: token.as_ref().map(|t| t.expires_in),
         access_token: token.map(|t| t.access_token),
     }))
@@ -164,7 +164,7 @@ pub async fn list_users(
     let after = query.after.as_deref().map(|c| Cursor::decode(c, "after")).transpose()?;
     let mut conn = state.conn().await?;
     let rows = users::list(&mut conn, prefix.as_ref(), after.as_deref(), limit.get() + 1).await?;
-    Ok(web::Json(Page::of_users(rows, limit.get(), state.hub.presence(), |u| u.username.key())))
+    Ok(web::Json(crate::dto::page_of_users(rows, limit.get(), state.hub.presence(), |u| u.username.key())))
 }
 
 /// One user by username (case-insensitive).
@@ -235,5 +235,5 @@ pub async fn list_blocks(
     let (limit, after) = query.parse()?;
     let mut conn = state.conn().await?;
     let rows = persistence::blocks::blocked_by(&mut conn, caller.id(), after, limit.get() + 1).await?;
-    Ok(web::Json(Page::of_users(rows, limit.get(), state.hub.presence(), |u| u.id.to_string())))
+    Ok(web::Json(crate::dto::page_of_users(rows, limit.get(), state.hub.presence(), |u| u.id.to_string())))
 }
