@@ -41,6 +41,32 @@ pub fn username(prefix: &str, role: &str, index: usize) -> String {
     format!("{prefix}_{role}{index}")
 }
 
+/// Runs `step` on each item, `limits.concurrency` at a time, counting on a progress bar;
+/// the results come back in the items' order.
+async fn each<I, T, F, Fut>(items: I, label: &str, limits: SetupLimits, progress: Progress, step: F) -> Result<Vec<T>>
+where
+    I: IntoIterator<IntoIter: ExactSizeIterator>,
+    F: Fn(I::Item) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let items = items.into_iter();
+    let bar = progress.counter(items.len() as u64, label);
+    let results = stream::iter(items)
+        .map(|item| {
+            let (bar, done) = (bar.clone(), step(item));
+            async move {
+                let result = done.await?;
+                bar.inc(1);
+                anyhow::Ok(result)
+            }
+        })
+        .buffered(limits.concurrency.max(1))
+        .try_collect()
+        .await;
+    bar.finish_and_clear();
+    results
+}
+
 /// Registers `count` users, in order.
 pub async fn register_users(
     api: &Api,
@@ -50,22 +76,12 @@ pub async fn register_users(
     limits: SetupLimits,
     progress: Progress,
 ) -> Result<Vec<User>> {
-    let bar = progress.counter(count as u64, &format!("registering {role}"));
-    let users = stream::iter(0..count)
-        .map(|index| {
-            let bar = bar.clone();
-            async move {
-                let username = username(prefix, role, index);
-                let token = api.register(&username, PASSWORD).await?;
-                bar.inc(1);
-                anyhow::Ok(User { username, token: token.into() })
-            }
-        })
-        .buffered(limits.concurrency.max(1))
-        .try_collect()
-        .await;
-    bar.finish_and_clear();
-    users
+    each(0..count, &format!("registering {role}"), limits, progress, |index| async move {
+        let username = username(prefix, role, index);
+        let token = api.register(&username, PASSWORD).await?;
+        Ok(User { username, token: token.into() })
+    })
+    .await
 }
 
 /// Creates one channel per owner, named `{prefix}-{label}-{index}`; returns their ids in order.
@@ -77,22 +93,11 @@ pub async fn create_channels(
     limits: SetupLimits,
     progress: Progress,
 ) -> Result<Vec<Arc<str>>> {
-    let bar = progress.counter(owners.len() as u64, "creating channels");
-    let ids = stream::iter(owners.iter().enumerate())
-        .map(|(index, owner)| {
-            let bar = bar.clone();
-            async move {
-                let name = format!("{prefix}-{label}-{index}");
-                let id = api.create_channel(&owner.token, &name).await?;
-                bar.inc(1);
-                anyhow::Ok(Arc::<str>::from(id))
-            }
-        })
-        .buffered(limits.concurrency.max(1))
-        .try_collect()
-        .await;
-    bar.finish_and_clear();
-    ids
+    each(owners.iter().enumerate(), "creating channels", limits, progress, |(index, owner)| async move {
+        let name = format!("{prefix}-{label}-{index}");
+        Ok(Arc::<str>::from(api.create_channel(&owner.token, &name).await?))
+    })
+    .await
 }
 
 /// Joins each `(user, channel id)` pair.
@@ -102,23 +107,11 @@ pub async fn join_channels(
     limits: SetupLimits,
     progress: Progress,
 ) -> Result<()> {
-    let bar = progress.counter(joins.len() as u64, "joining channels");
-    let result = stream::iter(joins)
-        .map(|(user, channel_id)| {
-            let bar = bar.clone();
-            async move {
-                api.join(&user.token, channel_id)
-                    .await
-                    .with_context(|| format!("{} joining {channel_id}", user.username))?;
-                bar.inc(1);
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(limits.concurrency.max(1))
-        .try_collect::<Vec<()>>()
-        .await;
-    bar.finish_and_clear();
-    result.map(drop)
+    each(joins, "joining channels", limits, progress, |(user, channel_id)| async move {
+        api.join(&user.token, channel_id).await.with_context(|| format!("{} joining {channel_id}", user.username))
+    })
+    .await
+    .map(drop)
 }
 
 /// Posts `count` messages of about 100 bytes into the channel as `poster`, `limits.concurrency`
@@ -131,22 +124,12 @@ pub async fn seed_messages(
     limits: SetupLimits,
     progress: Progress,
 ) -> Result<()> {
-    let bar = progress.counter(count as u64, "seeding history");
-    let result = stream::iter(0..count)
-        .map(|n| {
-            let bar = bar.clone();
-            async move {
-                let text = format!("history message {n}: {}", "x".repeat(80));
-                api.post_for_setup(&poster.token, channel_id, &text).await?;
-                bar.inc(1);
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(limits.concurrency.max(1))
-        .try_collect::<Vec<()>>()
-        .await;
-    bar.finish_and_clear();
-    result.map(drop)
+    each(0..count, "seeding history", limits, progress, |n| async move {
+        let text = format!("history message {n}: {}", "x".repeat(80));
+        api.post_for_setup(&poster.token, channel_id, &text).await
+    })
+    .await
+    .map(drop)
 }
 
 /// Runs a setup step within the time limit, with advice when it is too slow.
