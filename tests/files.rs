@@ -239,6 +239,8 @@ async fn only_the_uploader_and_members_where_it_is_attached_may_read_a_file(stor
     let message = attach(&app, &owner, &channel, &[&file_id]).await;
     let message = message.assert_status(201).clone();
     assert_eq!(message["attachments"], json!([file]));
+    let page = app.client.get(&format!("/api/chat/channels/{channel}/messages"), Some(&member)).await;
+    assert_eq!(page.assert_status(200)["items"][0]["attachments"], json!([file]), "history pages carry them too");
     assert_eq!(metadata(&app, &member, &file_id).await.assert_status(200), &file);
     let fetched = download(&app, &member, &file_id, None).await;
     assert_eq!(fetched.status, 200);
@@ -342,6 +344,8 @@ async fn only_the_uploader_deletes_a_file(store: Store) {
     // It is gone from the message it was attached to.
     let fetched = app.client.get(&format!("/api/chat/messages/{}", id(&message)), Some(&member)).await;
     assert_eq!(fetched.assert_status(200)["attachments"], json!([]));
+    let page = app.client.get(&format!("/api/chat/channels/{channel}/messages"), Some(&member)).await;
+    assert_eq!(page.assert_status(200)["items"][0]["attachments"], json!([]));
 }
 
 /// Each test below marked for it runs against both stores: the local disk and a real S3-compatible server.

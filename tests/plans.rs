@@ -197,3 +197,52 @@ async fn mention_counts_and_the_mentions_page_use_indexes_on_a_hundred_thousand_
     assert!(page.contains("Index Scan Backward using mentions_pkey"), "{page}");
     assert!(!count.contains("Seq Scan") && !page.contains("Seq Scan on mentions"), "{page}");
 }
+
+/// A page of messages with no mentions, attachments, reactions or webhook looks nothing up
+/// per row, whatever plan the statement got. The server keeps a prepared statement's generic
+/// plan for the life of its pooled connection; one planned while `users` was a page long
+/// scanned all of `users` for every row's mentions, which made pages 30 times slower once
+/// there were thousands of users (found in the `just bench` sequence, issue 15).
+#[tokio::test]
+async fn a_page_of_plain_messages_looks_nothing_up_per_row_even_in_a_plan_made_when_tables_were_small() {
+    let database = TestDatabase::create().await;
+    let mut conn = AsyncPgConnection::establish(&database.url).await.unwrap();
+    for statement in [
+        "INSERT INTO users (id, username, email, display_name, password_hash) \
+         VALUES ('00000000-0000-7000-8000-000000000001', 'seeder', 's@example.com', 'seeder', 'x')",
+        "INSERT INTO channels (id, name, owner_id, kind, last_seq) VALUES \
+         ('00000001-0000-7000-8000-000000000000', 'c', '00000000-0000-7000-8000-000000000001', 'channel', 60)",
+        "INSERT INTO messages (id, channel_id, user_id, seq, content) SELECT gen_random_uuid(), \
+           '00000001-0000-7000-8000-000000000000', '00000000-0000-7000-8000-000000000001', n, 'message ' || n \
+         FROM generate_series(1, 60) n",
+        "SET plan_cache_mode = force_generic_plan",
+    ] {
+        diesel::sql_query(statement).execute(&mut conn).await.unwrap();
+    }
+    diesel::sql_query(format!(
+        "PREPARE page(uuid, uuid, bigint, uuid, bigint) AS {}",
+        persistence::history::sql(HistoryPage::Latest)
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let run = "ANALYZE EXECUTE page('00000001-0000-7000-8000-000000000000', \
+               '00000000-0000-7000-8000-000000000001', NULL, NULL, 51)";
+    // The plan is made now, while every table is a page or less.
+    plan(&mut conn, run).await;
+    diesel::sql_query(
+        "INSERT INTO users (id, username, email, display_name, password_hash) SELECT gen_random_uuid(), \
+           'u' || n, n || '@example.com', 'u', 'x' FROM generate_series(1, 5000) n",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let page = plan(&mut conn, run).await;
+    assert!(page.contains("rows=51"), "{page}");
+    for table in ["users mu", "message_attachments ma", "files f", "reactions", "webhooks w"] {
+        for line in page.lines().filter(|line| line.contains(&format!(" on {table} "))) {
+            assert!(line.contains("never executed"), "{table} was read for a plain page:\n{page}");
+        }
+    }
+}

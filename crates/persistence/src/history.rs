@@ -6,6 +6,12 @@
 //! page's rows with their author, attachments and reactions folded in by lateral
 //! subqueries (JSON arrays), so a page holds a connection for a single round trip.
 //!
+//! Each of those subqueries runs only for a row that needs it: one with mentions, a webhook
+//! name, or the `has_attachments`/`has_reactions` hints (migration 000009), and each looks
+//! rows up by key. Most messages need none, and the statement's plan is made once per pooled
+//! connection: a per-row lookup planned while a table was small can be a full scan of it
+//! for every row once it has grown (`tests/plans.rs`).
+//!
 //! The access decision itself stays `domain::authorize`'s: the caller gets the
 //! [`ChannelAccess`] back and must ask it before showing the page.
 
@@ -81,21 +87,25 @@ pub fn sql(page: HistoryPage) -> String {
                   m.edited_at AS m_edited_at, m.deleted AS m_deleted, \
                   m.mentions_everyone AS m_mentions_everyone, m.pinned_at AS m_pinned_at, \
                   m.webhook_username AS m_webhook_username, \
-                  (SELECT json_agg(json_build_array(mu.id, mu.username) \
-                            ORDER BY array_position(m.mention_ids, mu.id)) \
-                   FROM users mu WHERE mu.id = ANY (m.mention_ids)) AS mentions, \
-                  (SELECT json_build_array(w.id, w.name) FROM webhooks w \
-                   WHERE m.webhook_username IS NOT NULL AND w.user_id = m.user_id) AS webhook, \
+                  CASE WHEN cardinality(m.mention_ids) > 0 THEN ( \
+                    SELECT json_agg(json_build_array(x.id, x.username) ORDER BY x.n) \
+                    FROM (SELECT e.id, e.n, (SELECT mu.username FROM users mu WHERE mu.id = e.id) AS username \
+                          FROM unnest(m.mention_ids) WITH ORDINALITY AS e(id, n)) x \
+                    WHERE x.username IS NOT NULL) END AS mentions, \
+                  CASE WHEN m.webhook_username IS NOT NULL THEN ( \
+                    SELECT json_build_array(w.id, w.name) FROM webhooks w WHERE w.user_id = m.user_id) END AS webhook, \
                   u.username AS author_username, u.display_name AS author_display_name, \
-                  (SELECT json_agg(json_build_array(f.id, f.uploader_id, f.filename, f.content_type, f.size, \
-                            f.sha256, (extract(epoch FROM f.created_at) * 1000000)::bigint, f.width, f.height, \
-                            f.has_thumbnail) ORDER BY ma.position) \
-                   FROM message_attachments ma JOIN files f ON f.id = ma.file_id \
-                   WHERE ma.message_id = m.id) AS attachments, \
-                  (SELECT json_agg(json_build_array(r.emoji, r.count, r.me) ORDER BY r.first, r.emoji) \
-                   FROM (SELECT emoji, count(*) AS count, coalesce(bool_or(user_id = $2), false) AS me, \
-                                min(created_at) AS first \
-                         FROM reactions WHERE message_id = m.id GROUP BY emoji) r) AS reactions \
+                  CASE WHEN m.has_attachments THEN ( \
+                    SELECT json_agg((SELECT json_build_array(f.id, f.uploader_id, f.filename, f.content_type, f.size, \
+                                       f.sha256, (extract(epoch FROM f.created_at) * 1000000)::bigint, f.width, \
+                                       f.height, f.has_thumbnail) \
+                                     FROM files f WHERE f.id = ma.file_id) ORDER BY ma.position) \
+                    FROM message_attachments ma WHERE ma.message_id = m.id) END AS attachments, \
+                  CASE WHEN m.has_reactions THEN ( \
+                    SELECT json_agg(json_build_array(r.emoji, r.count, r.me) ORDER BY r.first, r.emoji) \
+                    FROM (SELECT emoji, count(*) AS count, coalesce(bool_or(user_id = $2), false) AS me, \
+                                 min(created_at) AS first \
+                          FROM reactions WHERE message_id = m.id GROUP BY emoji) r) END AS reactions \
            FROM messages m JOIN users u ON u.id = m.user_id \
            WHERE m.channel_id = a.id AND m.parent_id IS NULL {condition} \
            ORDER BY m.seq {order} LIMIT $5 \

@@ -453,6 +453,11 @@ pub async fn react(
             .on_conflict_do_nothing()
             .execute(conn)
             .await?;
+        // The hint history pages read (migration 000009); written by the first reaction only.
+        diesel::sql_query("UPDATE messages SET has_reactions = true WHERE id = $1 AND NOT has_reactions")
+            .bind::<diesel::sql_types::Uuid, _>(id.as_uuid())
+            .execute(conn)
+            .await?;
         let added = EventBody::ReactionAdded { message_id: id, emoji: emoji.clone(), user: user.clone() };
         events::append_one(conn, channel_id, last_seq, (inserted > 0).then_some(added)).await
     })

@@ -443,6 +443,16 @@ async fn apply(
                 .on_conflict_do_nothing()
                 .execute(conn)
                 .await?;
+            // The hint history pages read instead of asking every row (migration 000009).
+            let with_files: Vec<Uuid> = inserted
+                .iter()
+                .filter(|(request, _)| !request.attachment_ids.is_empty())
+                .map(|(_, row)| row.id)
+                .collect();
+            diesel::sql_query("UPDATE messages SET has_attachments = true WHERE id = ANY($1)")
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(with_files)
+                .execute(conn)
+                .await?;
         }
         let nonce_rows: Vec<_> = inserted
             .iter()
