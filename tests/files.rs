@@ -761,7 +761,7 @@ async fn the_janitor_removes_orphans_in_the_store_and_the_database(store: Store)
     assert_eq!(app.stored_objects().len(), 3);
 
     // Everything counts as old with a cutoff in the future.
-    let db = persistence::Database::connect(&app.settings.database_url.as_ref().unwrap().0, 2, 1).await.unwrap();
+    let db = persistence::Database::connect(&app.settings.database_url.as_ref().unwrap().0, 2, 1, None).await.unwrap();
     http_api::app::sweep_uploads(&db, files.as_ref(), time::OffsetDateTime::now_utc() + time::Duration::minutes(1))
         .await;
     assert_eq!(app.stored_objects().len(), 1, "only the attached file's bytes remain");

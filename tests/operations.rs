@@ -138,6 +138,46 @@ async fn logins_at_cost_12_do_not_stall_the_server() {
 /// a connection whose backend was terminated (a failover, `pg_terminate_backend`, a restart)
 /// must be noticed as closed and replaced, never given to a request.
 #[tokio::test]
+async fn pooled_connections_are_replaced_once_past_their_lifetime() {
+    use diesel_async::RunQueryDsl as _;
+
+    #[derive(diesel::QueryableByName)]
+    struct Backend {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pid: i32,
+    }
+
+    let app = TestApp::spawn_with(|settings| settings.database_max_lifetime_seconds = 1).await;
+    let alice = app.user("alice").await;
+    futures_util::future::join_all((0..8).map(|_| app.client.get("/api/channels", Some(&alice)))).await;
+    let name = app.database.as_ref().unwrap().name.clone();
+    let mut admin = app.db().await;
+    let backends = format!("SELECT pid FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()");
+    let before: Vec<i32> =
+        diesel::sql_query(&backends).load::<Backend>(&mut admin).await.unwrap().into_iter().map(|b| b.pid).collect();
+    assert!(!before.is_empty());
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let read = app.client.get("/api/channels", Some(&alice)).await;
+        assert_eq!(read.status.as_u16(), 200, "{}", read.text);
+        let now: Vec<i32> = diesel::sql_query(&backends)
+            .load::<Backend>(&mut admin)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.pid)
+            .collect();
+        if !now.is_empty() && now.iter().all(|pid| !before.contains(pid)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "connections from before were kept: {before:?} → {now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
 async fn requests_succeed_after_every_database_connection_is_terminated() {
     use diesel_async::RunQueryDsl as _;
 

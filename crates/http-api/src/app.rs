@@ -105,9 +105,16 @@ impl Application {
             Some(_) => DatabaseOrigin::Found,
         };
         persistence::run_migrations(&database_url).await.map_err(|e| StartError::Database(e.to_string()))?;
-        let db = Database::connect(&database_url, settings.database_pool_size, settings.database_connect_attempts)
-            .await
-            .map_err(|e| StartError::Database(e.to_string()))?;
+        let max_lifetime = (settings.database_max_lifetime_seconds > 0)
+            .then(|| Duration::from_secs(settings.database_max_lifetime_seconds));
+        let db = Database::connect(
+            &database_url,
+            settings.database_pool_size,
+            settings.database_connect_attempts,
+            max_lifetime,
+        )
+        .await
+        .map_err(|e| StartError::Database(e.to_string()))?;
         backfill_skeletons(&db).await;
 
         let secret = match &settings.secret_key {

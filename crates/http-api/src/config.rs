@@ -51,6 +51,9 @@ pub struct Settings {
     pub max_upload_bytes: u64,
     pub file_storage_dir: PathBuf,
     pub database_pool_size: usize,
+    /// Seconds a pooled database connection is used before it is replaced (at its next
+    /// checkout); 0 keeps it for the life of the process.
+    pub database_max_lifetime_seconds: u64,
     /// Comma-separated allowed origins.
     pub cors_origins: Option<String>,
     pub log_format: LogFormat,
@@ -138,6 +141,7 @@ impl Default for Settings {
             rate_limit_webhook_per_minute: 60,
             trusted_proxies: None,
             database_connect_attempts: 10,
+            database_max_lifetime_seconds: 1800,
             shutdown_timeout_seconds: 10,
             workers: 0,
             ws_queue_capacity: 1024,
@@ -208,6 +212,7 @@ impl Settings {
         "RATE_LIMIT_WEBHOOK_PER_MINUTE",
         "TRUSTED_PROXIES",
         "DATABASE_CONNECT_ATTEMPTS",
+        "DATABASE_MAX_LIFETIME_SECONDS",
         "SHUTDOWN_TIMEOUT_SECONDS",
         "WORKERS",
         "WS_QUEUE_CAPACITY",
@@ -312,6 +317,7 @@ mod tests {
         assert_eq!(settings.bcrypt_cost, 12);
         assert_eq!(settings.max_upload_bytes, 10_485_760);
         assert_eq!(settings.database_pool_size, 16);
+        assert_eq!(settings.database_max_lifetime_seconds, 1800);
         assert!(settings.validate().is_ok());
     }
 

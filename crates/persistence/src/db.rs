@@ -5,7 +5,7 @@ use std::time::Duration;
 use diesel::Connection as _;
 use diesel::connection::SimpleConnection as _;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::deadpool::{Hook, HookError, Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -30,7 +30,13 @@ pub struct Database {
 impl Database {
     /// Builds the pool and checks that the database answers, retrying for a while so a
     /// database that is still starting (docker compose) does not fail the server.
-    pub async fn connect(url: &str, size: usize, attempts: u32) -> StoreResult<Self> {
+    ///
+    /// `max_lifetime`: a connection older than this is closed at its next checkout and
+    /// another one opened. PostgreSQL keeps each prepared statement's plan for the life of
+    /// the connection and plans again only after an `ANALYZE`; a plan made while a table was
+    /// small can stay in use long after it has grown (autovacuum off, or not yet run), and a
+    /// backend's caches only grow. A lifetime bounds both, as sqlx's and HikariCP's do.
+    pub async fn connect(url: &str, size: usize, attempts: u32, max_lifetime: Option<Duration>) -> StoreResult<Self> {
         // `Fast`: a connection is handed out again unless its transaction state is broken or
         // its socket has closed (a terminated backend, a restarted server). The default,
         // `Verified`, sends `SELECT 1` before every checkout: a round trip on every request,
@@ -38,13 +44,17 @@ impl Database {
         let mut config = ManagerConfig::default();
         config.recycling_method = RecyclingMethod::Fast;
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
-        let pool = Pool::builder(manager)
+        let mut pool = Pool::builder(manager)
             .max_size(size)
             .wait_timeout(Some(Duration::from_secs(10)))
             .create_timeout(Some(Duration::from_secs(5)))
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .runtime(deadpool::Runtime::Tokio1);
+        if let Some(max_lifetime) = max_lifetime {
+            pool = pool.pre_recycle(Hook::sync_fn(move |_, metrics| {
+                if metrics.age() < max_lifetime { Ok(()) } else { Err(HookError::message("past its maximum lifetime")) }
+            }));
+        }
+        let pool = pool.build().map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let database = Self { pool };
         let mut last_error = None;
         for attempt in 1..=attempts.max(1) {
