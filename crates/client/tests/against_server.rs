@@ -28,6 +28,17 @@ async fn next_message(socket: &mut chat_client::Socket) -> MessageDto {
     .expect("a message within the wait")
 }
 
+/// Alice, her channel `general` (made over REST), and her client, which finds the channel
+/// by name.
+async fn alice_in_general(app: &TestApp) -> (Client, domain::ChannelId) {
+    let alice = app.user("alice").await;
+    let general = app.create_channel(&alice, "general").await;
+    let client = Client::new(&app.base).with_token(&alice);
+    let channel = client.find_channel("general").await.unwrap();
+    assert_eq!(channel.to_string(), general);
+    (client, channel)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_bot_answers_ping_and_keeps_answering_after_a_restart() {
     let mut app = TestApp::spawn().await;
@@ -71,11 +82,7 @@ async fn the_example_bot_answers_ping_and_keeps_answering_after_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_socket_resumes_after_a_disconnect_without_losing_or_doubling() {
     let mut app = TestApp::spawn().await;
-    let alice = app.user("alice").await;
-    let general = app.create_channel(&alice, "general").await;
-    let client = Client::new(&app.base).with_token(&alice);
-    let channel = client.find_channel("general").await.unwrap();
-    assert_eq!(channel.to_string(), general);
+    let (client, channel) = alice_in_general(&app).await;
     let mut socket = client.socket();
     socket.next_event().await.unwrap();
     let first = client.send(channel, "before").await.unwrap();
@@ -125,10 +132,7 @@ async fn a_revoked_token_ends_the_socket_and_errors_are_typed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follow_gives_the_backlog_oldest_first_then_everything_after_it_once() {
     let app = TestApp::spawn().await;
-    let alice = app.user("alice").await;
-    app.create_channel(&alice, "general").await;
-    let client = Client::new(&app.base).with_token(&alice);
-    let channel = client.find_channel("general").await.unwrap();
+    let (client, channel) = alice_in_general(&app).await;
     let mut sent = Vec::new();
     for n in 0..3 {
         sent.push(client.send(channel, &format!("old {n}")).await.unwrap());
@@ -147,10 +151,7 @@ async fn follow_gives_the_backlog_oldest_first_then_everything_after_it_once() {
 #[tokio::test]
 async fn a_refused_request_carries_the_servers_error_body() {
     let app = TestApp::spawn().await;
-    let alice = app.user("alice").await;
-    app.create_channel(&alice, "general").await;
-    let client = Client::new(&app.base).with_token(&alice);
-    let channel = client.find_channel("general").await.unwrap();
+    let (client, channel) = alice_in_general(&app).await;
     match client.send(channel, "   ").await {
         Err(Error::Api { status: 422, body }) => {
             assert_eq!(body.code, "validation_error");
