@@ -823,3 +823,30 @@ async fn a_stalled_download_is_cut_after_the_send_timeout() {
     // The server itself is fine.
     assert_eq!(download(&app, &token, id(&file), Some("bytes=0-3")).await.bytes, [7u8; 4]);
 }
+
+/// The thumbnail worker records an image's dimensions after the message that shows it may
+/// have been read: no channel event says so, so the history epoch (a trigger on `files`)
+/// must, or a kept page would show the image without them. The worker's late write is
+/// played here by SQL, after the page is kept.
+#[tokio::test]
+async fn a_kept_history_page_shows_image_facts_recorded_after_it_was_read() {
+    let Room { app, owner, member, channel, .. } = room(TestApp::spawn().await).await;
+    let file = uploaded(&app, &owner, "wide.png", &encoded_image(120, 60, image::ImageFormat::Png)).await;
+    let file_id = id(&file).to_owned();
+    looked_at(&app, &owner, &file_id).await;
+    attach(&app, &owner, &channel, &[&file_id]).await.assert_status(201);
+    let page = async || {
+        let reply = app.client.get(&format!("/api/chat/channels/{channel}/messages"), Some(&member)).await;
+        reply.assert_status(200)["items"][0]["attachments"][0].clone()
+    };
+    assert_eq!(page().await["width"], 120);
+
+    let mut conn = app.db().await;
+    diesel::sql_query("UPDATE files SET width = 240, height = 120 WHERE id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(file_id.parse::<uuid::Uuid>().unwrap())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let shown = page().await;
+    assert_eq!((shown["width"].clone(), shown["height"].clone()), (json!(240), json!(120)));
+}

@@ -1205,3 +1205,105 @@ async fn a_ban_lands_between_posts_never_among_them() {
     // Nothing after the ban in the log but the ban itself.
     assert_eq!(last_seq(&app, &channel).await, ban_seq);
 }
+
+// ---------------------------------------------------------------------------------------
+// Kept pages (crates/http-api/src/history_cache.rs): a node shows a page it rendered again
+// only while nothing the page shows has changed, and only to whoever may still read it.
+
+/// Every item of `reader`'s newest page is what reading that message alone shows them
+/// (which no node keeps); returns the page's items.
+async fn page_agrees_with_each_message(app: &TestApp, reader: &str, channel: &str) -> Vec<Value> {
+    let page = items(&history(app, reader, channel, "").await).clone();
+    for item in &page {
+        let alone = get_message(app, reader, id(item)).await;
+        assert_eq!(item, alone.assert_status(200), "the page shows a stale message");
+    }
+    page
+}
+
+#[tokio::test]
+async fn a_kept_history_page_is_shown_again_only_until_something_it_shows_changes() {
+    let Room { app, owner, member, channel } = room().await;
+    let first = post(&app, &owner, &channel, "first").await;
+    let first_id = id(&first).to_owned();
+    let newest = |page: &[Value]| page[0].clone();
+    for reader in [&owner, &member] {
+        page_agrees_with_each_message(&app, reader, &channel).await;
+    }
+
+    // A change made behind the server's back moves neither the channel's last event nor
+    // the history epoch: the page the node kept is what it shows. (This is how the test
+    // knows pages are kept at all; nothing in the product writes a message this way.)
+    let mut conn = app.db().await;
+    diesel::sql_query("UPDATE messages SET content = 'changed behind its back' WHERE id = $1")
+        .bind::<SqlUuid, _>(uuid(&first_id))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(contents(&history(&app, &member, &channel, "").await), ["first"]);
+
+    // Each change a page shows, made through the API, is there on the next read, for
+    // every reader, exactly as the message alone reads.
+    let path = format!("/api/chat/messages/{first_id}");
+    app.client.patch(&path, Some(&owner), &json!({"content": "edited"})).await.assert_status(200);
+    for reader in [&owner, &member] {
+        assert_eq!(newest(&page_agrees_with_each_message(&app, reader, &channel).await)["content"], "edited");
+    }
+    app.client.post(&format!("{path}/reactions"), Some(&member), &json!({"emoji": "👍"})).await.assert_status(200);
+    let member_sees = page_agrees_with_each_message(&app, &member, &channel).await;
+    assert_eq!(newest(&member_sees)["reactions"], json!([{"emoji": "👍", "count": 1, "me": true}]));
+    let owner_sees = page_agrees_with_each_message(&app, &owner, &channel).await;
+    assert_eq!(newest(&owner_sees)["reactions"], json!([{"emoji": "👍", "count": 1, "me": false}]));
+    reply_to(&app, &member, &channel, &first_id, "a reply").await.assert_status(201);
+    for reader in [&owner, &member] {
+        assert_eq!(newest(&page_agrees_with_each_message(&app, reader, &channel).await)["reply_count"], 1);
+    }
+    app.client.put(&format!("{path}/pin"), Some(&owner), &json!({})).await.assert_status(204);
+    for reader in [&owner, &member] {
+        assert_eq!(newest(&page_agrees_with_each_message(&app, reader, &channel).await)["pinned"], true);
+    }
+    // The author's new name is no event of the channel: the history epoch moves instead.
+    app.client.patch("/api/users/me", Some(&owner), &json!({"display_name": "The Owner"})).await.assert_status(200);
+    for reader in [&member, &owner] {
+        let page = page_agrees_with_each_message(&app, reader, &channel).await;
+        assert_eq!(newest(&page)["user"]["display_name"], "The Owner");
+    }
+    post(&app, &member, &channel, "second").await;
+    assert_eq!(contents(&history(&app, &owner, &channel, "").await), ["second", "edited"]);
+    app.client.delete(&path, Some(&owner)).await.assert_status(204);
+    for reader in [&owner, &member] {
+        assert_eq!(page_agrees_with_each_message(&app, reader, &channel).await[1]["deleted"], true);
+    }
+}
+
+#[tokio::test]
+async fn a_kept_history_page_is_shown_only_to_whoever_may_read_it_now() {
+    let app = TestApp::spawn().await;
+    let owner = app.user("owner").await;
+    let member = app.user("member").await;
+    let outsider = app.user("outsider").await;
+    let channel = create_channel(&app, &owner, "secret", true).await;
+    invite(&app, &owner, &channel, "member").await;
+    post(&app, &owner, &channel, "for members only").await;
+    assert_eq!(contents(&history(&app, &member, &channel, "").await), ["for members only"]);
+    assert_eq!(contents(&history(&app, &owner, &channel, "").await), ["for members only"]);
+    // The page is kept for every reader, and nothing has changed: whoever may not read it
+    // still gets what the channel's rules say, as if nothing were kept.
+    history(&app, &outsider, &channel, "").await.assert_error(404, "not_found");
+
+    app.client.delete(&format!("/api/channels/{channel}/members/member"), Some(&owner)).await.assert_status(204);
+    history(&app, &member, &channel, "").await.assert_error(404, "not_found");
+    // The owner's kept page is still good: the kick moved the channel on, not the page.
+    assert_eq!(contents(&history(&app, &owner, &channel, "").await), ["for members only"]);
+
+    // Public again, and a ban refuses what a kick refused.
+    let public = create_channel(&app, &owner, "open", false).await;
+    join(&app, &member, &public).await;
+    post(&app, &owner, &public, "hello").await;
+    assert_eq!(contents(&history(&app, &member, &public, "").await), ["hello"]);
+    ban(&app, &owner, &public, "member").await;
+    history(&app, &member, &public, "").await.assert_error(403, "forbidden");
+    // Banned before the page was kept again: still refused.
+    assert_eq!(contents(&history(&app, &owner, &public, "").await), ["hello"]);
+    history(&app, &member, &public, "").await.assert_error(403, "forbidden");
+}

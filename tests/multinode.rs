@@ -143,3 +143,36 @@ async fn losing_and_restoring_a_nodes_redis_link_loses_nothing() {
     let replayed = messages(&mut resumer, all.len()).await;
     assert_eq!(replayed.iter().map(|m| m["id"].clone()).collect::<Vec<_>>(), all);
 }
+
+/// A page node b rendered and kept is checked against the database, not against what b has
+/// heard through Redis: changes made on node a show on b's next read, with the Redis link
+/// cut as well as with it up, and a kick on a refuses Bob on b at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_kept_on_one_node_follows_changes_made_on_the_other() {
+    let (a, b, proxy) = two_nodes().await;
+    let (alice, bob, channel) = alice_on_a_and_bob_on_b(&a, &b).await;
+    let page = async |node: &TestApp, token: &str| {
+        let reply = node.client.get(&format!("/api/chat/channels/{channel}/messages"), Some(token)).await;
+        reply.assert_status(200)["items"].as_array().unwrap().iter().map(|m| m["content"].clone()).collect::<Vec<_>>()
+    };
+    let first = a.post_message(&alice, &channel, "first").await;
+    assert_eq!(page(&b, &bob).await, [json!("first")]);
+
+    a.client
+        .patch(
+            &format!("/api/chat/messages/{}", first["id"].as_str().unwrap()),
+            Some(&alice),
+            &json!({"content": "edited"}),
+        )
+        .await
+        .assert_status(200);
+    assert_eq!(page(&b, &bob).await, [json!("edited")]);
+
+    proxy.cut();
+    a.post_message(&alice, &channel, "while b hears nothing").await;
+    assert_eq!(page(&b, &bob).await, [json!("while b hears nothing"), json!("edited")]);
+    proxy.restore();
+
+    a.client.post_empty(&format!("/api/channels/{channel}/ban-by-username/bob"), Some(&alice)).await.assert_status(200);
+    b.client.get(&format!("/api/chat/channels/{channel}/messages"), Some(&bob)).await.assert_error(403, "forbidden");
+}

@@ -171,6 +171,7 @@ impl Application {
             writer,
             files,
             thumbnails,
+            history: crate::history_cache::HistoryCache::new(settings.history_cache_bytes),
             shutdown,
         });
         let limits_state = state.clone();

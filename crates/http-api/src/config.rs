@@ -114,6 +114,9 @@ pub struct Settings {
     pub send_timeout_seconds: u64,
     /// Images decoded at once for thumbnails (each in a blocking thread).
     pub thumbnail_workers: usize,
+    /// Bytes of rendered history pages a node keeps to show again while they are current;
+    /// 0 keeps none.
+    pub history_cache_bytes: u64,
 }
 
 /// The window of [`Settings::login_failures_per_account`].
@@ -164,6 +167,7 @@ impl Default for Settings {
             upload_quota_bytes_per_hour: 1024 * 1024 * 1024,
             send_timeout_seconds: 60,
             thumbnail_workers: 2,
+            history_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -235,6 +239,7 @@ impl Settings {
         "UPLOAD_QUOTA_BYTES_PER_HOUR",
         "SEND_TIMEOUT_SECONDS",
         "THUMBNAIL_WORKERS",
+        "HISTORY_CACHE_BYTES",
     ];
 
     pub fn validate(&self) -> Result<(), ConfigError> {

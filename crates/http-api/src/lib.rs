@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod files;
 pub mod guard;
+pub mod history_cache;
 pub mod methods;
 pub mod metrics;
 pub mod openapi;

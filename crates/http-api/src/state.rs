@@ -29,6 +29,8 @@ pub struct AppState {
     pub writer: persistence::writer::MessageWriter,
     pub files: Arc<dyn FileStore>,
     pub thumbnails: crate::thumbnails::Thumbnailer,
+    /// History pages this node rendered, shown again while their version holds.
+    pub history: crate::history_cache::HistoryCache,
     /// Flips to true when the server shuts down; WebSocket sessions then close with 1001.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }

@@ -12,6 +12,10 @@
 //! connection: a per-row lookup planned while a table was small can be a full scan of it
 //! for every row once it has grown (`tests/plans.rs`).
 //!
+//! Each page comes with its [`Version`], read in the same snapshot, so a node may keep the
+//! rendered page and serve it again after [`standing`] (one small statement: the access
+//! facts and the version) finds the version unchanged.
+//!
 //! The access decision itself stays `domain::authorize`'s: the caller gets the
 //! [`ChannelAccess`] back and must ask it before showing the page.
 
@@ -33,14 +37,14 @@ use crate::messages::{MessageRow, Parts, message_from_parts};
 use crate::users::SummaryRow;
 
 /// Where a page starts: a seq from a cursor, or a message of the channel named by its id.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Position {
     Seq(i64),
     Message(MessageId),
 }
 
 /// Which way a history page reads.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HistoryPage {
     /// The newest messages, newest first.
     Latest,
@@ -50,13 +54,38 @@ pub enum HistoryPage {
     After(Position),
 }
 
+/// The version of everything a page of one channel shows: the channel's last event (every
+/// change to its messages appends one) and the history epoch (author names and image
+/// facts, moved by trigger; migration 000010). Two reads of a page with the same version
+/// give the same page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version {
+    pub last_seq: i64,
+    pub epoch: i64,
+}
+
 /// What one history query found.
 pub struct History {
     /// The channel and the caller's standing in it: ask `domain::authorize` before showing
     /// anything below.
     pub access: ChannelAccess,
+    /// The version of the page below, read in the same snapshot.
+    pub version: Version,
     /// The page, or `None` when the position names no message of this channel.
     pub messages: Option<Vec<Message>>,
+}
+
+/// The channel, the viewer's standing in it and the version of what a page shows: the
+/// columns both statements read (`$1` channel, `$2` viewer).
+const STANDING: &str = "c.id, c.name, c.description, c.owner_id, c.is_private, c.kind, c.dm_key, c.last_seq, \
+     c.member_count, c.created_at, \
+     (SELECT role FROM memberships WHERE channel_id = c.id AND user_id = $2) AS member_role, \
+     EXISTS (SELECT 1 FROM channel_bans WHERE channel_id = c.id AND user_id = $2) AS is_banned, \
+     (SELECT n FROM history_epoch) AS epoch";
+
+/// The statement for [`standing`]: the page statement's first part alone.
+fn standing_sql() -> String {
+    format!("SELECT {STANDING} FROM channels c WHERE c.id = $1")
 }
 
 /// The statement for `page`. Only the keyset condition and the order differ between the
@@ -73,10 +102,7 @@ pub fn sql(page: HistoryPage) -> String {
     };
     format!(
         "WITH a AS MATERIALIZED ( \
-           SELECT c.id, c.name, c.description, c.owner_id, c.is_private, c.kind, c.dm_key, c.last_seq, \
-                  c.member_count, c.created_at, \
-                  (SELECT role FROM memberships WHERE channel_id = c.id AND user_id = $2) AS member_role, \
-                  EXISTS (SELECT 1 FROM channel_bans WHERE channel_id = c.id AND user_id = $2) AS is_banned, \
+           SELECT {STANDING}, \
                   coalesce($3::bigint, (SELECT seq FROM messages WHERE id = $4::uuid AND channel_id = c.id)) \
                     AS anchor \
            FROM channels c WHERE c.id = $1 \
@@ -167,6 +193,8 @@ struct PageRow {
     member_role: Option<String>,
     #[diesel(sql_type = Bool)]
     is_banned: bool,
+    #[diesel(sql_type = BigInt)]
+    epoch: i64,
     #[diesel(sql_type = Nullable<BigInt>)]
     anchor: Option<i64>,
     #[diesel(embed)]
@@ -250,7 +278,7 @@ pub async fn page(
     let mut rows = rows.into_iter().peekable();
     let first = rows.peek().ok_or(StoreError::NotFound)?;
     let anchor_found = matches!(page, HistoryPage::Latest) || first.anchor.is_some();
-    let (member_role, is_banned) = (first.member_role.clone(), first.is_banned);
+    let (member_role, is_banned, epoch) = (first.member_role.clone(), first.is_banned, first.epoch);
     let mut channel = None;
     let mut messages = Vec::new();
     for PageRow { channel: channel_row, message: row, .. } in rows {
@@ -260,8 +288,44 @@ pub async fn page(
         channel.get_or_insert(channel_row);
     }
     let channel = channel.ok_or(StoreError::NotFound)?;
+    let version = Version { last_seq: channel.last_seq, epoch };
     let access = ChannelAccess::from_facts(channel, viewer, member_role.as_deref(), is_banned)?;
-    Ok(History { access, messages: anchor_found.then_some(messages) })
+    Ok(History { access, version, messages: anchor_found.then_some(messages) })
+}
+
+#[derive(QueryableByName)]
+struct StandingRow {
+    #[diesel(embed)]
+    channel: ChannelRow,
+    #[diesel(sql_type = Nullable<Text>)]
+    member_role: Option<String>,
+    #[diesel(sql_type = Bool)]
+    is_banned: bool,
+    #[diesel(sql_type = BigInt)]
+    epoch: i64,
+}
+
+/// The channel, `viewer`'s standing in it and the version its pages have now, without the
+/// page: what a node that keeps a rendered page asks before showing it again. `NotFound`
+/// when there is no such channel.
+#[tracing::instrument(skip(conn))]
+pub async fn standing(
+    conn: &mut AsyncPgConnection,
+    channel_id: ChannelId,
+    viewer: UserId,
+) -> StoreResult<(ChannelAccess, Version)> {
+    let query = PageQuery {
+        sql: standing_sql(),
+        channel: channel_id.as_uuid(),
+        viewer: viewer.as_uuid(),
+        seq: None,
+        message: None,
+        limit: 0,
+    };
+    let row: StandingRow = query.get_result(conn).await?;
+    let version = Version { last_seq: row.channel.last_seq, epoch: row.epoch };
+    let access = ChannelAccess::from_facts(row.channel, viewer, row.member_role.as_deref(), row.is_banned)?;
+    Ok((access, version))
 }
 
 fn corrupt(what: &str) -> StoreError {

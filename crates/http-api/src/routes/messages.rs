@@ -1,6 +1,7 @@
 //! Messages, threads, reactions and search (docs/api.md section 5).
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
+use bytes::Bytes;
 use domain::{Action, ChannelId, Cursor, Emoji, FileId, Limit, MessageContent, MessageId, ReactionDetail, SearchText};
 use persistence::history::{HistoryPage, Position};
 use persistence::messages;
@@ -15,6 +16,7 @@ use crate::dto::{MessageDto, Page};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AuthUser, JsonBody};
 use crate::guard::{self, channel_access};
+use crate::history_cache::KeptPage;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -114,7 +116,9 @@ fn position(raw: &str, field: &'static str) -> ApiResult<Position> {
 ///
 /// One statement reads the access facts, the cursor's message and the page (see
 /// `persistence::history`). Errors keep their order: no channel (404), then access
-/// (403/404), then a bad cursor (422).
+/// (403/404), then a bad cursor (422). A page this node rendered before is shown again
+/// when a smaller statement finds the caller's access and the page's version unchanged
+/// (`crate::history_cache`).
 #[utoipa::path(
     tag = "messages",
     security(("bearer" = [])),
@@ -127,7 +131,7 @@ pub async fn history(
     caller: AuthUser,
     channel_id: web::Path<Uuid>,
     query: web::Query<HistoryQuery>,
-) -> ApiResult<web::Json<Page<MessageDto>>> {
+) -> ApiResult<HttpResponse> {
     let limit = Limit::parse(query.limit)?;
     let channel_id = ChannelId::from_uuid(*channel_id);
     // A bad cursor is reported only after the access check, so it cannot reveal a private
@@ -148,20 +152,43 @@ pub async fn history(
         },
         (None, None) => (HistoryPage::Latest, "before", None),
     };
-    let rows = if refused.is_some() { 0 } else { limit.get() + 1 };
-    let loaded = {
-        let mut conn = state.conn().await?;
-        persistence::history::page(&mut conn, channel_id, caller.id(), page, rows).await.map_err(|e| match e {
-            persistence::StoreError::NotFound => ApiError::not_found("channel"),
-            other => other.into(),
-        })?
+    let no_channel = |e| match e {
+        persistence::StoreError::NotFound => ApiError::not_found("channel"),
+        other => other.into(),
     };
+    let mut conn = state.conn().await?;
+    let kept = if refused.is_none() { state.history.get(channel_id, page, limit, caller.id()) } else { None };
+    if let Some(kept) = kept {
+        let (access, version) =
+            persistence::history::standing(&mut conn, channel_id, caller.id()).await.map_err(no_channel)?;
+        guard::authorize(&access, Action::Read)?;
+        if version == kept.version {
+            metrics::counter!("history_pages_total", "source" => "kept").increment(1);
+            return Ok(json(kept.body));
+        }
+        metrics::counter!("history_pages_total", "source" => "stale").increment(1);
+    } else {
+        metrics::counter!("history_pages_total", "source" => "read").increment(1);
+    }
+    let rows = if refused.is_some() { 0 } else { limit.get() + 1 };
+    let loaded =
+        persistence::history::page(&mut conn, channel_id, caller.id(), page, rows).await.map_err(no_channel)?;
+    drop(conn);
     guard::authorize(&loaded.access, Action::Read)?;
     if let Some(error) = refused {
         return Err(error);
     }
     let rows = loaded.messages.ok_or_else(|| ApiError::validation(field, "names no message of this channel"))?;
-    Ok(web::Json(Page::from_rows(rows, limit.get(), |m| m.seq.to_string(), |m| MessageDto::from(&m))))
+    // Only a reaction's `me` differs between readers.
+    let only_for = rows.iter().any(|m| !m.reactions.is_empty()).then(|| caller.id());
+    let rendered = Page::from_rows(rows, limit.get(), |m| m.seq.to_string(), |m| MessageDto::from(&m));
+    let body = Bytes::from(serde_json::to_vec(&rendered).map_err(ApiError::internal)?);
+    state.history.keep(channel_id, page, limit, only_for, KeptPage { version: loaded.version, body: body.clone() });
+    Ok(json(body))
+}
+
+fn json(body: Bytes) -> HttpResponse {
+    HttpResponse::Ok().content_type(mime::APPLICATION_JSON).body(body)
 }
 
 /// Loads a message's channel and checks the caller may do `action` there. A message in a
