@@ -25,6 +25,8 @@ ci:
 # when installed), fan-out at 110 msg/s and open loop at 200 msg/s vs the bare broadcast,
 # idle sockets, and history pages vs a bare SELECT. `server` runs another build of the
 # server (an older commit's, for a before/after) with `commit` naming it in the sections.
+# The server inherits the environment: `HISTORY_CACHE_BYTES=0 just bench` measures history
+# pages without the per-node kept pages.
 
 # Run the benchmark scenarios against a fresh release server.
 bench server="" commit="" suffix="":
