@@ -188,13 +188,7 @@ impl QueryFragment<Pg> for PageQuery {
 #[derive(QueryableByName)]
 struct PageRow {
     #[diesel(embed)]
-    channel: ChannelRow,
-    #[diesel(sql_type = Nullable<Text>)]
-    member_role: Option<String>,
-    #[diesel(sql_type = Bool)]
-    is_banned: bool,
-    #[diesel(sql_type = BigInt)]
-    epoch: i64,
+    standing: StandingRow,
     #[diesel(sql_type = Nullable<BigInt>)]
     anchor: Option<i64>,
     #[diesel(embed)]
@@ -278,21 +272,19 @@ pub async fn page(
     let mut rows = rows.into_iter().peekable();
     let first = rows.peek().ok_or(StoreError::NotFound)?;
     let anchor_found = matches!(page, HistoryPage::Latest) || first.anchor.is_some();
-    let (member_role, is_banned, epoch) = (first.member_role.clone(), first.is_banned, first.epoch);
-    let mut channel = None;
+    let mut standing = None;
     let mut messages = Vec::new();
-    for PageRow { channel: channel_row, message: row, .. } in rows {
+    for PageRow { standing: row_standing, message: row, .. } in rows {
         if row.m_id.is_some() {
             messages.push(message(channel_id, row)?);
         }
-        channel.get_or_insert(channel_row);
+        standing.get_or_insert(row_standing);
     }
-    let channel = channel.ok_or(StoreError::NotFound)?;
-    let version = Version { last_seq: channel.last_seq, epoch };
-    let access = ChannelAccess::from_facts(channel, viewer, member_role.as_deref(), is_banned)?;
+    let (access, version) = standing.ok_or(StoreError::NotFound)?.into_access(viewer)?;
     Ok(History { access, version, messages: anchor_found.then_some(messages) })
 }
 
+/// The `STANDING` columns: the channel, the viewer's membership and ban, the epoch.
 #[derive(QueryableByName)]
 struct StandingRow {
     #[diesel(embed)]
@@ -303,6 +295,14 @@ struct StandingRow {
     is_banned: bool,
     #[diesel(sql_type = BigInt)]
     epoch: i64,
+}
+
+impl StandingRow {
+    fn into_access(self, viewer: UserId) -> StoreResult<(ChannelAccess, Version)> {
+        let version = Version { last_seq: self.channel.last_seq, epoch: self.epoch };
+        let access = ChannelAccess::from_facts(self.channel, viewer, self.member_role.as_deref(), self.is_banned)?;
+        Ok((access, version))
+    }
 }
 
 /// The channel, `viewer`'s standing in it and the version its pages have now, without the
@@ -323,9 +323,7 @@ pub async fn standing(
         limit: 0,
     };
     let row: StandingRow = query.get_result(conn).await?;
-    let version = Version { last_seq: row.channel.last_seq, epoch: row.epoch };
-    let access = ChannelAccess::from_facts(row.channel, viewer, row.member_role.as_deref(), row.is_banned)?;
-    Ok((access, version))
+    row.into_access(viewer)
 }
 
 fn corrupt(what: &str) -> StoreError {
