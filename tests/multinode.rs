@@ -176,3 +176,41 @@ async fn a_page_kept_on_one_node_follows_changes_made_on_the_other() {
     a.client.post_empty(&format!("/api/channels/{channel}/ban-by-username/bob"), Some(&alice)).await.assert_status(200);
     b.client.get(&format!("/api/chat/channels/{channel}/messages"), Some(&bob)).await.assert_error(403, "forbidden");
 }
+
+/// Read-your-writes through kept pages while others write: each of eight writers posts on
+/// one node and at once reads the newest page on the other, many times over. Every read
+/// must show the writer's own message, though each node keeps pages that every other
+/// writer's post makes stale a moment later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_reads_its_own_post_on_the_other_node_while_others_post() {
+    let (a, b, _proxy) = two_nodes().await;
+    let (alice, bob, channel) = alice_on_a_and_bob_on_b(&a, &b).await;
+    let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let (a, b, channel) = (a.clone(), b.clone(), channel.clone());
+            let token = if writer % 2 == 0 { alice.clone() } else { bob.clone() };
+            tokio::spawn(async move {
+                for round in 0..12 {
+                    let (post_on, read_on) = if (writer + round) % 2 == 0 { (&a, &b) } else { (&b, &a) };
+                    let posted = post_on.post_message(&token, &channel, &format!("w{writer} r{round}")).await;
+                    let page =
+                        read_on.client.get(&format!("/api/chat/channels/{channel}/messages"), Some(&token)).await;
+                    let ids: Vec<&str> = page.assert_status(200)["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|m| m["id"].as_str().unwrap())
+                        .collect();
+                    assert!(
+                        ids.contains(&posted["id"].as_str().unwrap()),
+                        "w{writer} r{round}: own post missing from {ids:?}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+}
