@@ -19,6 +19,8 @@
 //! The access decision itself stays `domain::authorize`'s: the caller gets the
 //! [`ChannelAccess`] back and must ask it before showing the page.
 
+use std::sync::LazyLock;
+
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -83,10 +85,15 @@ const STANDING: &str = "c.id, c.name, c.description, c.owner_id, c.is_private, c
      EXISTS (SELECT 1 FROM channel_bans WHERE channel_id = c.id AND user_id = $2) AS is_banned, \
      (SELECT n FROM history_epoch) AS epoch";
 
-/// The statement for [`standing`]: the page statement's first part alone.
-fn standing_sql() -> String {
-    format!("SELECT {STANDING} FROM channels c WHERE c.id = $1")
-}
+/// The statement for [`standing`]: the page statement's first part alone. Built once: it
+/// runs for every kept page a node shows.
+static STANDING_SQL: LazyLock<String> = LazyLock::new(|| format!("SELECT {STANDING} FROM channels c WHERE c.id = $1"));
+
+/// The three page statements, built once, in the order of [`sql`]'s match.
+static PAGE_SQL: LazyLock<[String; 3]> = LazyLock::new(|| {
+    [("", "DESC"), ("AND m.seq < a.anchor", "DESC"), ("AND m.seq > a.anchor", "ASC")]
+        .map(|(condition, order)| page_sql(condition, order))
+});
 
 /// The statement for `page`. Only the keyset condition and the order differ between the
 /// three kinds of page, so each is a fixed text (and each uses the partial index
@@ -94,12 +101,17 @@ fn standing_sql() -> String {
 ///
 /// Binds: `$1` channel, `$2` viewer, `$3` cursor seq (or NULL), `$4` cursor message id (or
 /// NULL), `$5` row limit. Public for the query-plan tests.
-pub fn sql(page: HistoryPage) -> String {
-    let (condition, order) = match page {
-        HistoryPage::Latest => ("", "DESC"),
-        HistoryPage::Before(_) => ("AND m.seq < a.anchor", "DESC"),
-        HistoryPage::After(_) => ("AND m.seq > a.anchor", "ASC"),
-    };
+pub fn sql(page: HistoryPage) -> &'static str {
+    let [latest, before, after] = &*PAGE_SQL;
+    match page {
+        HistoryPage::Latest => latest,
+        HistoryPage::Before(_) => before,
+        HistoryPage::After(_) => after,
+    }
+}
+
+/// The page statement with `condition` on the keyset and rows in `order` of seq.
+fn page_sql(condition: &str, order: &str) -> String {
     format!(
         "WITH a AS MATERIALIZED ( \
            SELECT {STANDING}, \
@@ -143,7 +155,7 @@ pub fn sql(page: HistoryPage) -> String {
 /// know to be fixed and so never caches, this is prepared once per connection and text:
 /// planning the statement costs several times more than running it.
 struct PageQuery {
-    sql: String,
+    sql: &'static str,
     channel: Uuid,
     viewer: Uuid,
     seq: Option<i64>,
@@ -164,7 +176,7 @@ impl QueryFragment<Pg> for PageQuery {
     /// Writes the text, a bind in place of each `$1`…`$5` (a parameter used twice is bound
     /// twice, which is how diesel numbers binds).
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let mut rest = self.sql.as_str();
+        let mut rest = self.sql;
         while let Some(at) = rest.find('$') {
             out.push_sql(&rest[..at]);
             let digit = rest.as_bytes().get(at + 1).copied();
@@ -315,7 +327,7 @@ pub async fn standing(
     viewer: UserId,
 ) -> StoreResult<(ChannelAccess, Version)> {
     let query = PageQuery {
-        sql: standing_sql(),
+        sql: &STANDING_SQL,
         channel: channel_id.as_uuid(),
         viewer: viewer.as_uuid(),
         seq: None,
