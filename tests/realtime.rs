@@ -80,6 +80,77 @@ async fn the_handshake_checks_the_token_before_upgrading() {
     assert_eq!(status(app.ws_url(&format!("/api/ws?token={token}"))).await, 401);
 }
 
+/// Writes `request` on a new connection to `app` and reads until `until` appears in what
+/// comes back, or the server closes (`until` empty: until it closes). Within 5 s.
+async fn raw_exchange(app: &TestApp, request: &[u8], until: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = tcp.read(&mut chunk).await.unwrap();
+            got.extend_from_slice(&chunk[..n]);
+            if n == 0 || (!until.is_empty() && String::from_utf8_lossy(&got).contains(until)) {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {until:?} within 5 s; got {}", String::from_utf8_lossy(&got)));
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn handshake(path: &str, extra_headers: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
+    )
+}
+
+/// A client text frame, masked with a zero key (so the payload reads as written).
+fn masked_text(payload: &str) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(payload.as_bytes());
+    frame
+}
+
+#[tokio::test]
+async fn a_refused_handshake_is_answered_in_json_and_the_connection_closed() {
+    let app = TestApp::spawn().await;
+    let token = app.user("alice").await;
+    let answer = raw_exchange(&app, handshake("/api/ws?token=garbage", "").as_bytes(), "").await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["code"], "invalid_token", "{answer}");
+
+    // A handshake with a body is not handed over, so it cannot upgrade.
+    let chunked = handshake(&format!("/api/ws?token={token}"), "Transfer-Encoding: chunked\r\n") + "0\r\n\r\n";
+    let answer = raw_exchange(&app, chunked.as_bytes(), "}").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("a WebSocket handshake has no body"), "{answer}");
+
+    // Upgrading any other path is answered as that path is, and closed.
+    let answer = raw_exchange(&app, handshake("/api/users/me", "").as_bytes(), "").await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    let answer = raw_exchange(&app, handshake("/healthz", "").as_bytes(), "").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_frame_sent_with_the_handshake_is_read() {
+    let app = TestApp::spawn().await;
+    let token = app.user("alice").await;
+    let mut request = handshake(&format!("/api/ws?token={token}"), "").into_bytes();
+    request.extend(masked_text(r#"{"type":"ping"}"#));
+    let answer = raw_exchange(&app, &request, r#""type":"pong""#).await;
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    assert!(answer.contains(r#""type":"ready""#), "{answer}");
+}
+
 #[tokio::test]
 async fn delivery_reaches_every_member_connection_and_no_one_else() {
     let app = TestApp::spawn().await;

@@ -207,32 +207,16 @@ impl Application {
         };
 
         let server_state = state.clone();
-        let send_timeout = Duration::from_secs(settings.send_timeout_seconds);
-        let mut server = HttpServer::new(move || build_app(server_state.clone(), metrics.clone()))
-            // A client that stops reading (a stalled download) would otherwise hold its
-            // connection, and the stream behind it, for ever: actix has no write timeout, and
-            // a body stream is not polled while the socket is full. The kernel drops a
-            // connection whose sent data stays unacknowledged, or whose peer keeps its window
-            // closed, for this long.
-            .on_connect(move |connection, _| {
-                if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
-                    && let Err(error) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(send_timeout))
-                {
-                    tracing::debug!(%error, "could not set the send timeout of a connection");
-                }
-            });
-        if settings.workers > 0 {
-            server = server.workers(settings.workers);
-        }
-        let server = server
-            .listen(listener)
-            .map_err(|e| StartError::Bind { address: format!("port {port}"), reason: e.to_string() })?
-            .shutdown_timeout(settings.shutdown_timeout_seconds)
-            .client_request_timeout(Duration::from_secs(10))
-            // Signals are handled in `run_until_stopped`, so WebSockets can be closed with
-            // 1001 before the server stops.
-            .disable_signals()
-            .run();
+        let options = crate::listener::Options {
+            workers: settings.workers,
+            shutdown_timeout_seconds: settings.shutdown_timeout_seconds,
+            send_timeout: Duration::from_secs(settings.send_timeout_seconds),
+        };
+        // Signals are handled in `run_until_stopped`, so WebSockets can be closed with 1001
+        // before the server stops.
+        let server =
+            crate::listener::serve(listener, &options, move || build_app(server_state.clone(), metrics.clone()))
+                .map_err(|e| StartError::Bind { address: format!("port {port}"), reason: e.to_string() })?;
         let stopper = Stopper {
             handle: server.handle(),
             metrics: metrics_server.as_ref().map(Server::handle),

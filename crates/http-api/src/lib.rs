@@ -14,6 +14,7 @@ pub mod extract;
 pub mod files;
 pub mod guard;
 pub mod history_cache;
+pub mod listener;
 pub mod methods;
 pub mod metrics;
 pub mod openapi;

@@ -14,4 +14,5 @@ pub use budget::ReplayBudget;
 pub use hub::{ConnId, Credential, Delivery, Hub, Kick, Outbound, Registration, Relay};
 pub use presence::Presence;
 pub use relay::RedisRelay;
-pub use session::{Caller, SessionEnv, shutdown_switch, start};
+pub use session::{Caller, SessionEnv, StartError, shutdown_switch, start};
+pub use socket::Handover;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_http::ws::{CloseCode, CloseReason, ProtocolError};
+use actix_web::HttpMessage as _;
 use domain::{ChannelId, UserId, UserSummary};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use persistence::writer::{MessageWriter, NewMessage, PostError};
@@ -16,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use crate::feed::{Feed, Replay, Resumed, Upstream};
 use crate::hub::{ConnId, Credential, Delivery, Hub, Kick, Outbound, Signal};
 use crate::protocol::{ClientFrame, FrameError, ReadyChannel, SendMessage, ServerFrame};
-use crate::socket::{HIGH_WATER, Incoming, Outgoing, Received};
+use crate::socket::{HIGH_WATER, Handover, Incoming, Outgoing, Received};
 
 /// Server pings this often...
 pub const PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -552,16 +553,28 @@ fn not_a_member(channel_id: ChannelId) -> FrameError {
     FrameError { code: "not_found", detail: format!("channel {channel_id} not found among your channels") }
 }
 
-/// Upgrades an authenticated request to a WebSocket session.
+/// Upgrades an authenticated request to a WebSocket session: the 101 to answer with, the
+/// session left in the request's [`Handover`] for the listener to run on the connection.
 pub fn start(
     req: &actix_web::HttpRequest,
-    body: actix_web::web::Payload,
     env: SessionEnv,
     caller: Caller,
-) -> Result<actix_web::HttpResponse, actix_web::Error> {
-    let (response, out, stream) = crate::socket::upgrade(req, body, crate::protocol::MAX_FRAME_BYTES)?;
-    actix_web::rt::spawn(run(env, caller, out, stream));
-    Ok(response)
+) -> Result<actix_web::HttpResponse, StartError> {
+    let response = actix_http::ws::handshake(req.head()).map_err(StartError::Handshake)?.finish().map_into_boxed_body();
+    let handover = req.extensions().get::<Handover>().cloned().ok_or(StartError::NotUpgradable)?;
+    handover.put(Box::new(move |out, incoming| Box::pin(run(env, caller, out, incoming))));
+    Ok(response.into())
+}
+
+/// Why a request cannot become a WebSocket.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Handshake(actix_http::ws::HandshakeError),
+    /// The request has a body (`Transfer-Encoding: chunked`), so the listener did not hand
+    /// its connection over.
+    #[error("a WebSocket handshake has no body")]
+    NotUpgradable,
 }
 
 /// A shared "the server is stopping" switch for every session.

@@ -55,10 +55,9 @@ pub struct WsQuery {
 pub async fn connect(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Payload,
     query: web::Query<WsQuery>,
 ) -> ApiResult<HttpResponse> {
-    upgrade(&state, &req, body, query.token.as_deref(), None).await
+    upgrade(&state, &req, query.token.as_deref(), None).await
 }
 
 /// Open the real-time connection as `username`; it must be the token's user (403
@@ -76,17 +75,15 @@ pub async fn connect(
 pub async fn connect_as(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Payload,
     username: web::Path<String>,
     query: web::Query<WsQuery>,
 ) -> ApiResult<HttpResponse> {
-    upgrade(&state, &req, body, query.token.as_deref(), Some(&username)).await
+    upgrade(&state, &req, query.token.as_deref(), Some(&username)).await
 }
 
 async fn upgrade(
     state: &AppState,
     req: &HttpRequest,
-    body: web::Payload,
     token: Option<&str>,
     username: Option<&str>,
 ) -> ApiResult<HttpResponse> {
@@ -110,5 +107,5 @@ async fn upgrade(
         expires_at: authenticated.expires_at,
         user,
     };
-    realtime::start(req, body, state.session_env(), caller).map_err(|e| ApiError::BadRequest(e.to_string()))
+    realtime::start(req, state.session_env(), caller).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
