@@ -22,12 +22,10 @@ use actix_http::body::{BodySize, BoxBody, MessageBody};
 use actix_http::h1::{Codec, Message};
 use actix_http::{ConnectionType, HttpMessage as _, HttpService, KeepAlive, Request, Response, StatusCode};
 use actix_server::Server;
-use actix_service::{
-    IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt as _, fn_factory, fn_service, map_config,
-};
+use actix_service::{IntoServiceFactory, Service, ServiceFactory, fn_factory, fn_service};
 use actix_web::dev::AppConfig;
 use actix_web::rt::net::TcpStream;
-use futures_util::SinkExt as _;
+use futures_util::{FutureExt as _, SinkExt as _, TryFutureExt as _};
 use realtime::Handover;
 
 /// How the listener runs.
@@ -45,8 +43,7 @@ pub fn serve<F, I, S, B>(listener: TcpListener, options: &Options, app: F) -> io
 where
     F: Fn() -> I + Send + Clone + 'static,
     I: IntoServiceFactory<S, Request>,
-    S: ServiceFactory<Request, Config = AppConfig> + 'static,
-    S::Error: Into<actix_web::Error> + 'static,
+    S: ServiceFactory<Request, Config = AppConfig, Error = actix_web::Error> + 'static,
     S::InitError: fmt::Debug,
     S::Response: Into<Response<B>> + 'static,
     <S::Service as Service<Request>>::Future: 'static,
@@ -65,19 +62,25 @@ where
         // pinned by Cargo.lock and a change shows up as a build error here.
         let config = AppConfig::__priv_test_new(false, addr.to_string(), addr);
         let shutdown = shutdown.clone();
+        // One app per worker, for requests and handshakes alike (an app's routes and their
+        // compiled patterns are megabytes).
+        let started = app()
+            .into_factory()
+            .new_service(config)
+            .map(|started| started.map(Rc::new).map_err(|error| tracing::error!(?error, "could not start the app")))
+            .boxed_local()
+            .shared();
         let handshakes = {
-            let (app, config) = (app.clone(), config.clone());
+            let started = started.clone();
             fn_factory(move || {
-                let starting = app().into_factory().new_service(config.clone());
+                let started = started.clone();
                 async move {
-                    let app = Rc::new(starting.await.map_err(|error| {
-                        tracing::error!(?error, "could not start the app for WebSocket handshakes");
-                    })?);
+                    let app = started.await?;
                     Ok::<_, ()>(fn_service(move |(req, framed)| upgrade(app.clone(), req, framed)))
                 }
             })
         };
-        let requests = app().into_factory().map_err(|error| error.into().error_response());
+        let requests = fn_factory(move || started.clone().map_ok(|app| SharedApp { app }));
         HttpService::build()
             .graceful_shutdown_signal(move || {
                 let shutdown = shutdown.clone();
@@ -96,10 +99,27 @@ where
                 }
             })
             .upgrade(handshakes)
-            .finish(map_config(requests, move |()| config.clone()))
+            .finish(requests)
             .tcp()
     })?;
     Ok(builder.shutdown_timeout(options.shutdown_timeout_seconds).disable_signals().run())
+}
+
+/// The worker's app, shared by the request and handshake paths.
+struct SharedApp<S> {
+    app: Rc<S>,
+}
+
+impl<S: Service<Request>> Service<Request> for SharedApp<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    actix_service::forward_ready!(app);
+
+    fn call(&self, req: Request) -> Self::Future {
+        self.app.call(req)
+    }
 }
 
 /// A request that asked for a WebSocket (`Upgrade: websocket`), with its connection: the
