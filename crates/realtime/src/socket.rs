@@ -492,13 +492,20 @@ mod tests {
         writes: Vec<Bytes>,
         /// What the client sends, one chunk per read.
         input: VecDeque<Bytes>,
-        /// The client has closed its side (reads after the input give 0).
-        client_closed: bool,
-        /// Writes wait (the client is not reading).
-        stalled: bool,
-        /// Reads and writes fail (the connection was reset).
-        broken: bool,
+        client: Client,
         shut_down: bool,
+    }
+
+    #[derive(Clone, Copy, Default, PartialEq, Eq)]
+    enum Client {
+        #[default]
+        Reading,
+        /// Writes wait: the client is not reading.
+        Stalled,
+        /// The client has closed its side: reads after the input give 0.
+        Closed,
+        /// Reads and writes fail: the connection was reset.
+        Reset,
     }
 
     impl Wire {
@@ -519,7 +526,7 @@ mod tests {
     impl AsyncRead for Wire {
         fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
             let mut state = self.state();
-            if state.broken {
+            if state.client == Client::Reset {
                 return Poll::Ready(Err(std::io::ErrorKind::ConnectionReset.into()));
             }
             match state.input.pop_front() {
@@ -531,7 +538,7 @@ mod tests {
                     }
                     Poll::Ready(Ok(()))
                 }
-                None if state.client_closed => Poll::Ready(Ok(())),
+                None if state.client == Client::Closed => Poll::Ready(Ok(())),
                 None => Poll::Pending,
             }
         }
@@ -540,11 +547,10 @@ mod tests {
     impl AsyncWrite for Wire {
         fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
             let mut state = self.state();
-            if state.broken {
-                return Poll::Ready(Err(std::io::ErrorKind::ConnectionReset.into()));
-            }
-            if state.stalled {
-                return Poll::Pending;
+            match state.client {
+                Client::Reset => return Poll::Ready(Err(std::io::ErrorKind::ConnectionReset.into())),
+                Client::Stalled => return Poll::Pending,
+                Client::Reading | Client::Closed => {}
             }
             state.writes.push(Bytes::copy_from_slice(buf));
             Poll::Ready(Ok(buf.len()))
@@ -663,7 +669,7 @@ mod tests {
         assert_eq!(reason.code, CloseCode::Other(4008));
         assert!(reason.description.as_ref().unwrap().len() <= MAX_CLOSE_REASON_BYTES);
         wire.state().input.push_back(Bytes::from_static(b"the client's close, dropped"));
-        wire.state().client_closed = true;
+        wire.state().client = Client::Closed;
         assert!(run(&mut pump), "the connection ends when the client has closed too");
     }
 
@@ -673,7 +679,7 @@ mod tests {
         out.text(&"x".repeat(HIGH_WATER + 1)).unwrap();
         let mut waiting = Box::pin(out.drained_to(HIGH_WATER));
         assert!(waiting.as_mut().now_or_never().is_none(), "waits while over the high water mark");
-        wire.state().broken = true;
+        wire.state().client = Client::Reset;
         assert!(run(&mut pump));
         assert_eq!(waiting.now_or_never(), Some(Err(Closed)));
         assert_eq!(out.text("x"), Err(Closed));
@@ -684,7 +690,7 @@ mod tests {
         let (wire, _out, mut reader, mut pump) = open(1024);
         let mut next = Box::pin(reader.recv());
         assert!(next.as_mut().now_or_never().is_none());
-        wire.state().broken = true;
+        wire.state().client = Client::Reset;
         assert!(run(&mut pump));
         assert!(next.now_or_never().unwrap().is_none(), "the reader ends with the connection");
     }
@@ -692,7 +698,7 @@ mod tests {
     #[test]
     fn the_client_closing_ends_the_reader_then_the_connection() {
         let (wire, out, mut reader, mut pump) = open(1024);
-        wire.state().client_closed = true;
+        wire.state().client = Client::Closed;
         assert!(!run(&mut pump), "the session still has the connection");
         assert!(reader.recv().now_or_never().unwrap().is_none());
         drop(out);
@@ -703,14 +709,14 @@ mod tests {
     #[test]
     fn a_stalled_client_keeps_what_it_has_not_read_and_writers_wait() {
         let (wire, out, _incoming, mut pump) = open(1 << 16);
-        wire.state().stalled = true;
+        wire.state().client = Client::Stalled;
         out.text("first").unwrap();
         assert!(!run(&mut pump));
         out.text(&"x".repeat(HIGH_WATER + 1)).unwrap();
         assert!(!run(&mut pump));
         let mut waiting = Box::pin(out.drained_to(HIGH_WATER));
         assert!(waiting.as_mut().now_or_never().is_none(), "the socket took nothing, so neither did the pump");
-        wire.state().stalled = false;
+        wire.state().client = Client::Reading;
         assert!(!run(&mut pump));
         assert_eq!(waiting.now_or_never(), Some(Ok(())));
         assert_eq!(out.pending(), 0);
@@ -741,7 +747,7 @@ mod tests {
         let mut early = BytesMut::new();
         codec.encode(Message::Text("early".into()), &mut early).unwrap();
         let wire = Wire::default();
-        wire.state().client_closed = true;
+        wire.state().client = Client::Closed;
         let session: Session = Box::new(|out, mut incoming| {
             Box::pin(async move {
                 let Some(Ok(Received::Text(text))) = incoming.recv().await else { panic!("no early frame") };
