@@ -379,14 +379,15 @@ async fn an_upload_shows_its_preview_threads_reactions_and_search_work() {
         )
         .await;
 
-    // A revoked token sends the person back to sign in, with a sentence saying why.
+    // A revoked token sends the person back to sign in, with a sentence saying why: at once
+    // on the open page (its socket is closed with 4001)...
+    let notice = "const n = document.querySelector('#auth-notice'); \
+                  return !n.hidden && n.textContent.includes(arguments[0]) && n.textContent.includes('sign in again')";
     app.client.post_empty("/api/auth/logout", token.as_str()).await.assert_status(204);
+    alice.wait_for("the sign-in notice of the socket's 4001", notice, json!(["session has ended"])).await;
+    // ...and on a page opened later with the revoked token still kept (its first request
+    // is refused with 401).
+    alice.eval("localStorage.setItem('chat.token', arguments[0])", json!([token])).await;
     alice.goto(&format!("{}/", app.base)).await;
-    alice
-        .wait_for(
-            "the sign-in notice",
-            "const n = document.querySelector('#auth-notice'); return !n.hidden && n.textContent.includes('sign in again')",
-            json!([]),
-        )
-        .await;
+    alice.wait_for("the sign-in notice of a refused request", notice, json!(["session has expired"])).await;
 }
