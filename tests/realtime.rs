@@ -152,6 +152,40 @@ async fn a_frame_sent_with_the_handshake_is_read() {
 }
 
 #[tokio::test]
+async fn the_server_closes_the_connection_right_behind_its_close_frame() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = TestApp::spawn().await;
+    let token = app.user("alice").await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    tcp.write_all(handshake(&format!("/api/ws?token={token}"), "").as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(r#""type":"ready""#) {
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut chunk)).await.unwrap().unwrap();
+        assert_ne!(n, 0, "closed before ready: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    app.client.post_empty("/api/auth/logout", Some(&token)).await.assert_status(204);
+    // The client does not answer the close: the server's FIN follows its close frame
+    // anyway, so a browser learns of the 4001 at once instead of after its own timeout.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            let n = tcp.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            rest.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "no FIN within 500 ms of the logout; got {rest:?}");
+    // A close frame (0x88, a short length) whose code is 4001 (0x0fa1).
+    let close = rest.windows(4).any(|w| w[0] == 0x88 && w[2..] == [0x0f, 0xa1]);
+    assert!(close, "a 4001 close came first: {rest:?}");
+}
+
+#[tokio::test]
 async fn delivery_reaches_every_member_connection_and_no_one_else() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
