@@ -83,11 +83,18 @@ async fn the_handshake_checks_the_token_before_upgrading() {
 /// Writes `request` on a new connection to `app` and reads until `until` appears in what
 /// comes back, or the server closes (`until` empty: until it closes). Within 5 s.
 async fn raw_exchange(app: &TestApp, request: &[u8], until: &str) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
     tcp.write_all(request).await.unwrap();
+    String::from_utf8_lossy(&read_until(&mut tcp, until, Duration::from_secs(5)).await).into_owned()
+}
+
+/// Reads until `until` appears in what has come, or the server closes (`until` empty:
+/// until it closes); panics if neither happens within `within`.
+async fn read_until(tcp: &mut tokio::net::TcpStream, until: &str, within: Duration) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
     let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), async {
+    let read = tokio::time::timeout(within, async {
         let mut chunk = [0u8; 4096];
         loop {
             let n = tcp.read(&mut chunk).await.unwrap();
@@ -97,9 +104,9 @@ async fn raw_exchange(app: &TestApp, request: &[u8], until: &str) -> String {
             }
         }
     })
-    .await
-    .unwrap_or_else(|_| panic!("no {until:?} within 5 s; got {}", String::from_utf8_lossy(&got)));
-    String::from_utf8_lossy(&got).into_owned()
+    .await;
+    assert!(read.is_ok(), "neither {until:?} nor a close within {within:?}; got {}", String::from_utf8_lossy(&got));
+    got
 }
 
 fn handshake(path: &str, extra_headers: &str) -> String {
@@ -153,33 +160,18 @@ async fn a_frame_sent_with_the_handshake_is_read() {
 
 #[tokio::test]
 async fn the_server_closes_the_connection_right_behind_its_close_frame() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
     let app = TestApp::spawn().await;
     let token = app.user("alice").await;
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
     tcp.write_all(handshake(&format!("/api/ws?token={token}"), "").as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !String::from_utf8_lossy(&got).contains(r#""type":"ready""#) {
-        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut chunk)).await.unwrap().unwrap();
-        assert_ne!(n, 0, "closed before ready: {}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&chunk[..n]);
-    }
+    let ready = r#""type":"ready""#;
+    let got = read_until(&mut tcp, ready, Duration::from_secs(5)).await;
+    assert!(String::from_utf8_lossy(&got).contains(ready), "closed before ready: {}", String::from_utf8_lossy(&got));
     app.client.post_empty("/api/auth/logout", Some(&token)).await.assert_status(204);
     // The client does not answer the close: the server's FIN follows its close frame
     // anyway, so a browser learns of the 4001 at once instead of after its own timeout.
-    let mut rest = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_millis(500), async {
-        loop {
-            let n = tcp.read(&mut chunk).await.unwrap();
-            if n == 0 {
-                break;
-            }
-            rest.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "no FIN within 500 ms of the logout; got {rest:?}");
+    let rest = read_until(&mut tcp, "", Duration::from_millis(500)).await;
     // A close frame (0x88, a short length) whose code is 4001 (0x0fa1).
     let close = rest.windows(4).any(|w| w[0] == 0x88 && w[2..] == [0x0f, 0xa1]);
     assert!(close, "a 4001 close came first: {rest:?}");

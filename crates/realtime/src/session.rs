@@ -232,8 +232,8 @@ pub async fn run(env: SessionEnv, caller: Caller, out: Outgoing, mut stream: Inc
     };
     let reason = CloseReason { code, description: Some(description.into()) };
     if connection.out.close(reason).is_ok() {
-        // The client gets `wait` to read what is queued and the close; the body then ends
-        // when the session drops its half.
+        // The client gets `wait` to read what is queued and the close; the connection is
+        // then closed when the session drops its half.
         let _ = tokio::time::timeout(wait, connection.out.drained_to(0)).await;
     }
 }
