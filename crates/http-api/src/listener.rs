@@ -90,19 +90,32 @@ where
             .client_request_timeout(Duration::from_secs(10))
             .client_disconnect_timeout(Duration::from_secs(1))
             .local_addr(addr)
-            // A client that stops reading (a stalled download) would otherwise hold its
-            // connection, and the stream behind it, for ever: actix has no write timeout,
-            // and a body stream is not polled while the socket is full.
-            .on_connect_ext(move |tcp: &TcpStream, _| {
-                if let Err(error) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(send_timeout)) {
-                    tracing::debug!(%error, "could not set the send timeout of a connection");
-                }
-            })
+            .on_connect_ext(move |tcp: &TcpStream, _| tune(tcp, send_timeout))
             .upgrade(handshakes)
             .finish(requests)
             .tcp()
     })?;
     Ok(builder.shutdown_timeout(options.shutdown_timeout_seconds).disable_signals().run())
+}
+
+/// Socket options for every accepted connection.
+///
+/// - `TCP_NODELAY`: every write leaves at once. With Nagle's algorithm a frame written while
+///   the connection's previous one is unacknowledged waits for that acknowledgement, which
+///   the client's kernel may hold back for up to 40 ms (delayed ACK): an event every few
+///   milliseconds to a socket hit that wait again and again (BENCHMARKS.md, round seven).
+///   Responses and frames are already written whole, one write per batch, so there is
+///   nothing for Nagle to join.
+/// - `TCP_USER_TIMEOUT`: a client that stops reading (a stalled download) would otherwise
+///   hold its connection, and the stream behind it, for ever: actix has no write timeout,
+///   and a body stream is not polled while the socket is full.
+fn tune(tcp: &TcpStream, send_timeout: Duration) {
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%error, "could not turn off Nagle's algorithm for a connection");
+    }
+    if let Err(error) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(send_timeout)) {
+        tracing::debug!(%error, "could not set the send timeout of a connection");
+    }
 }
 
 /// The worker's app, shared by the request and handshake paths.
@@ -169,4 +182,22 @@ async fn write_whole(framed: &mut Framed<TcpStream, Codec>, response: Response<B
         framed.send(Message::Chunk(Some(chunk))).await?;
     }
     framed.send(Message::Chunk(None)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_accepted_connection_writes_at_once_and_gives_up_on_a_stalled_client() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(!accepted.nodelay().unwrap(), "Nagle is on until the listener turns it off");
+
+        tune(&accepted, Duration::from_secs(7));
+
+        assert!(accepted.nodelay().unwrap());
+        assert_eq!(socket2::SockRef::from(&accepted).tcp_user_timeout().unwrap(), Some(Duration::from_secs(7)));
+    }
 }

@@ -1,14 +1,17 @@
 //! The connection pool and the embedded migrations.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::Connection as _;
+use diesel::ConnectionError;
 use diesel::connection::SimpleConnection as _;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Hook, HookError, Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures_util::FutureExt as _;
 
 use crate::error::{StoreError, StoreResult};
 
@@ -25,6 +28,43 @@ pub type PooledConnection = Object<AsyncPgConnection>;
 #[derive(Clone)]
 pub struct Database {
     pool: Pool<AsyncPgConnection>,
+    /// Held, not used: the connections' tasks run until the last handle is dropped.
+    _io: Arc<IoRuntime>,
+}
+
+/// The thread that drives every pooled connection's socket.
+///
+/// tokio-postgres reads and writes a connection's socket in a task of its own, which
+/// diesel-async spawns on whatever runtime opens the connection. Under actix that is the
+/// opening worker's single-threaded runtime, for the life of the connection: every answer
+/// PostgreSQL sends then waits until that worker gets round to it, behind whatever it is
+/// busy with — writing one event to hundreds of sockets, say — however idle the thread is
+/// that asked. Opening connections on a runtime of their own keeps a transaction's round
+/// trips clear of the workers' load.
+struct IoRuntime(Option<tokio::runtime::Runtime>);
+
+impl IoRuntime {
+    /// The running thread, and a handle that spawns onto it.
+    fn start() -> StoreResult<(Arc<Self>, tokio::runtime::Handle)> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("database-io")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the database thread: {e}")))?;
+        let handle = runtime.handle().clone();
+        Ok((Arc::new(Self(Some(runtime))), handle))
+    }
+}
+
+impl Drop for IoRuntime {
+    fn drop(&mut self) {
+        // The last `Database` may be dropped inside an async context, where a blocking
+        // shutdown panics. The connections' tasks end with it; nothing else runs here.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl Database {
@@ -43,6 +83,13 @@ impl Database {
         // which was a third of a history page and most of a cached `GET /users/me`.
         let mut config = ManagerConfig::default();
         config.recycling_method = RecyclingMethod::Fast;
+        let (io, handle) = IoRuntime::start()?;
+        config.custom_setup = Box::new(move |url| {
+            let url = url.to_owned();
+            let opened = handle
+                .spawn(async move { <AsyncPgConnection as diesel_async::AsyncConnection>::establish(&url).await });
+            async move { opened.await.map_err(|e| ConnectionError::BadConnection(e.to_string()))? }.boxed()
+        });
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
         let mut pool = Pool::builder(manager)
             .max_size(size)
@@ -55,7 +102,7 @@ impl Database {
             }));
         }
         let pool = pool.build().map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let database = Self { pool };
+        let database = Self { pool, _io: io };
         let mut last_error = None;
         for attempt in 1..=attempts.max(1) {
             match database.ping().await {
@@ -125,6 +172,30 @@ pub async fn run_migrations(url: &str) -> StoreResult<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// An actix worker busy writing to sockets runs none of its other tasks meanwhile. A
+    /// connection it happened to open must still answer a query from elsewhere.
+    #[test]
+    fn a_connection_answers_while_the_runtime_that_opened_it_is_not_running() {
+        let runtime = || tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let opener = runtime();
+        let (db, _server) = opener.block_on(async {
+            let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
+            let server = crate::local_pg::find_or_start(&data).await.expect("a PostgreSQL for the tests");
+            // One connection, opened (by the readiness check) inside `opener`.
+            let db = Database::connect(&server.url_for("postgres"), 1, 1, None).await.unwrap();
+            (db, server)
+        });
+        // Nothing drives `opener` from here on.
+        runtime().block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), db.ping())
+                .await
+                .expect("the connection answered with its opener idle")
+                .unwrap();
+        });
+    }
+
     /// diesel names a migration by the part of its folder before the first `_`: two folders
     /// with one version would run only one of them (branches merged on the same day did).
     #[test]
