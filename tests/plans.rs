@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use blackbox_tests::TestDatabase;
-use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _, SimpleAsyncConnection as _};
 use persistence::history::{HistoryPage, Position};
 
 #[derive(diesel::QueryableByName)]
@@ -245,4 +245,82 @@ async fn a_page_of_plain_messages_looks_nothing_up_per_row_even_in_a_plan_made_w
             assert!(line.contains("never executed"), "{table} was read for a plain page:\n{page}");
         }
     }
+}
+
+/// Publishes nothing: the test reads what was written.
+struct Nowhere;
+
+impl domain::EventSink for Nowhere {
+    fn publish(&self, _: Vec<domain::ChannelEvent>) {}
+    fn notify(&self, _: Vec<domain::MentionNotice>) {}
+}
+
+#[derive(diesel::QueryableByName)]
+struct Prepared {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    statement: String,
+}
+
+/// A batch of posts holds its channel's lock for every round trip it makes. diesel prepares a
+/// multi-row `INSERT` afresh for every batch (its text grows with the rows), which cost a round
+/// trip each for the messages and the events; their statements are now fixed texts, prepared
+/// once per connection whatever the batch's size.
+#[tokio::test]
+async fn posts_are_written_by_statements_prepared_once_per_connection() {
+    let database = TestDatabase::create().await;
+    let mut conn = AsyncPgConnection::establish(&database.url).await.unwrap();
+    conn.batch_execute(
+        "INSERT INTO users (id, username, email, display_name, password_hash) \
+         VALUES ('00000000-0000-7000-8000-000000000001', 'poster', 'p@example.com', 'poster', 'x'); \
+         INSERT INTO channels (id, name, owner_id, kind) \
+         VALUES ('00000001-0000-7000-8000-000000000000', 'general', '00000000-0000-7000-8000-000000000001', 'channel'); \
+         INSERT INTO memberships (channel_id, user_id) \
+         VALUES ('00000001-0000-7000-8000-000000000000', '00000000-0000-7000-8000-000000000001')",
+    )
+    .await
+    .unwrap();
+    // One connection, so every batch runs on it and its prepared statements can be read.
+    let db = persistence::Database::connect(&database.url, 1, 1, None).await.unwrap();
+    let writer = persistence::writer::MessageWriter::spawn(db.clone(), std::sync::Arc::new(Nowhere), 1);
+    let channel = domain::ChannelId::from_uuid("00000001-0000-7000-8000-000000000000".parse().unwrap());
+    let author = domain::UserId::from_uuid("00000000-0000-7000-8000-000000000001".parse().unwrap());
+    let post = |content: String| {
+        let writer = writer.clone();
+        async move {
+            let message = domain::NewMessage::parse(channel, author, &content, None, Vec::new(), None).unwrap();
+            writer.post(message).await.unwrap()
+        }
+    };
+    post("first".into()).await;
+    // Batches of several sizes: posts sent together are committed together.
+    for size in [3, 7] {
+        futures_util::future::join_all((0..size).map(|n| post(format!("batch of {size}: {n}")))).await;
+    }
+
+    let mut pooled = db.get().await.unwrap();
+    let prepared: Vec<Prepared> =
+        diesel::sql_query("SELECT statement FROM pg_prepared_statements").load(&mut *pooled).await.unwrap();
+    for table in ["INSERT INTO messages", "INSERT INTO channel_events"] {
+        let count = prepared.iter().filter(|p| p.statement.contains(table)).count();
+        assert_eq!(
+            count,
+            1,
+            "{table}: one statement for batches of every size; prepared: {:?}",
+            prepared.iter().map(|p| &p.statement).collect::<Vec<_>>()
+        );
+    }
+    let seqs: Vec<i64> = diesel::sql_query("SELECT seq FROM messages ORDER BY seq")
+        .load::<Seq>(&mut *pooled)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.seq)
+        .collect();
+    assert_eq!(seqs, (1..=11).collect::<Vec<_>>(), "every post written once, in order");
+}
+
+#[derive(diesel::QueryableByName)]
+struct Seq {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    seq: i64,
 }

@@ -86,6 +86,14 @@ pub async fn lock_channel_facts(
     Ok((last_seq, kind, is_private))
 }
 
+/// The events (`$3`, of `$1`, at `$2`) and the channel's new `last_seq` (`$4`), in one
+/// statement of fixed text.
+const APPEND: &str = "WITH appended AS (\
+        INSERT INTO channel_events (channel_id, seq, kind, data, subject_id, created_at) \
+        SELECT $1, r.seq, r.kind, r.data, r.subject_id, $2 \
+        FROM jsonb_to_recordset($3) AS r(seq bigint, kind text, data jsonb, subject_id uuid)) \
+    UPDATE channels SET last_seq = $4 WHERE id = $1";
+
 /// Appends `bodies` with seqs `last_seq + 1 ..` (the caller holds the channel lock and built
 /// any message body with the seq it will get) and advances the channel's counter.
 pub async fn append(
@@ -103,13 +111,19 @@ pub async fn append(
         .zip(last_seq + 1..)
         .map(|(body, seq)| ChannelEvent::new(channel_id, seq, now, body))
         .collect();
-    let rows: Vec<EventRow> = events.iter().map(EventRow::from).collect();
-    diesel::insert_into(channel_events::table).values(&rows).execute(conn).await?;
-    let new_last = last_seq + events.len() as i64;
-    diesel::update(channels::table.find(channel_id.as_uuid()))
-        .set(channels::last_seq.eq(new_last))
-        .execute(conn)
-        .await?;
+    let rows: Vec<serde_json::Value> = events
+        .iter()
+        .map(EventRow::from)
+        .map(|row| serde_json::json!({ "seq": row.seq, "kind": row.kind, "data": row.data, "subject_id": row.subject_id }))
+        .collect();
+    let statement = crate::bulk::Rows {
+        sql: APPEND,
+        channel: channel_id.as_uuid(),
+        at: now,
+        rows: rows.into(),
+        number: Some(last_seq + events.len() as i64),
+    };
+    statement.execute(conn).await?;
     Ok(events)
 }
 

@@ -7,6 +7,7 @@
 pub mod api_tokens;
 pub mod audit;
 pub mod blocks;
+mod bulk;
 pub mod channels;
 pub mod db;
 pub mod error;

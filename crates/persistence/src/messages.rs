@@ -43,6 +43,49 @@ pub(crate) struct MessageRow {
     pub webhook_username: Option<String>,
 }
 
+/// New messages (`$3`) of one channel (`$1`), all created at `$2`: not yet edited, pinned,
+/// replied to or deleted.
+const INSERT_FRESH: &str = "INSERT INTO messages \
+        (id, channel_id, user_id, seq, parent_id, content, reply_count, created_at, deleted, \
+         mention_ids, mentions_everyone, webhook_username) \
+    SELECT r.id, $1, r.user_id, r.seq, r.parent_id, r.content, 0, $2, false, \
+        r.mention_ids, r.mentions_everyone, r.webhook_username \
+    FROM jsonb_to_recordset($3) AS r(id uuid, user_id uuid, seq bigint, parent_id uuid, \
+        content text, mention_ids uuid[], mentions_everyone boolean, webhook_username text)";
+
+/// Inserts messages just written, in one statement of fixed text (see [`crate::bulk`]).
+pub(crate) async fn insert_fresh(
+    conn: &mut AsyncPgConnection,
+    channel: Uuid,
+    created_at: OffsetDateTime,
+    rows: &[MessageRow],
+) -> StoreResult<()> {
+    debug_assert!(rows.iter().all(|r| r.channel_id == channel
+        && r.created_at == created_at
+        && r.reply_count == 0
+        && !r.deleted
+        && r.edited_at.is_none()
+        && r.pinned_at.is_none()));
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id,
+                "user_id": r.user_id,
+                "seq": r.seq,
+                "parent_id": r.parent_id,
+                "content": r.content,
+                "mention_ids": r.mention_ids,
+                "mentions_everyone": r.mentions_everyone,
+                "webhook_username": r.webhook_username,
+            })
+        })
+        .collect();
+    let statement = crate::bulk::Rows { sql: INSERT_FRESH, channel, at: created_at, rows: rows.into(), number: None };
+    statement.execute(conn).await?;
+    Ok(())
+}
+
 /// Turns rows into messages as `viewer` sees them (`me` in reactions).
 pub(crate) async fn hydrate(
     conn: &mut AsyncPgConnection,

@@ -416,7 +416,7 @@ async fn apply(
     let mut events_out = Vec::new();
     let mut notices = Vec::new();
     if !rows.is_empty() {
-        diesel::insert_into(messages_table::table).values(&rows).execute(conn).await?;
+        messages::insert_fresh(conn, channel, now, &rows).await?;
         crate::mentions::insert(
             conn,
             channel_id,
