@@ -1,4 +1,5 @@
-//! Multi-row writes as statements of fixed text.
+//! Statements of fixed text ([`write_numbered`], also used by the history page), and
+//! multi-row writes through them.
 //!
 //! diesel writes a multi-row `INSERT` with one bind per value, so its text changes with the
 //! number of rows and diesel never caches it: every batch paid a round trip to prepare the
@@ -6,6 +7,7 @@
 //! These statements take their rows as one JSON array (`jsonb_to_recordset`), so the text
 //! is fixed, prepared once per connection, and run in one round trip.
 
+use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Jsonb, Nullable, Timestamptz, Uuid as SqlUuid};
@@ -29,26 +31,37 @@ impl QueryId for Rows {
 }
 
 impl QueryFragment<Pg> for Rows {
-    /// Writes the text with a bind in place of each parameter (a parameter used twice is
-    /// bound twice, which is how diesel numbers binds).
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
-        let mut rest = self.sql;
-        while let Some(at) = rest.find('$') {
-            out.push_sql(&rest[..at]);
-            match rest.as_bytes().get(at + 1) {
-                Some(b'1') => out.push_bind_param::<SqlUuid, _>(&self.channel)?,
-                Some(b'2') => out.push_bind_param::<Timestamptz, _>(&self.at)?,
-                Some(b'3') => out.push_bind_param::<Jsonb, _>(&self.rows)?,
-                Some(b'4') => out.push_bind_param::<Nullable<BigInt>, _>(&self.number)?,
-                _ => {
-                    return Err(diesel::result::Error::QueryBuilderError(
-                        "unknown parameter in a bulk statement".into(),
-                    ));
-                }
-            }
-            rest = &rest[at + 2..];
-        }
-        out.push_sql(rest);
-        Ok(())
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        write_numbered(self.sql, &mut out, |out, parameter| match parameter {
+            b'1' => Some(out.push_bind_param::<SqlUuid, _>(&self.channel)),
+            b'2' => Some(out.push_bind_param::<Timestamptz, _>(&self.at)),
+            b'3' => Some(out.push_bind_param::<Jsonb, _>(&self.rows)),
+            b'4' => Some(out.push_bind_param::<Nullable<BigInt>, _>(&self.number)),
+            _ => None,
+        })
     }
+}
+
+/// Writes a statement's text with a bind, made by `bind`, in place of each parameter `$1` to
+/// `$9` (`None` for a parameter the statement does not have). A parameter used twice is
+/// bound twice, which is how diesel numbers binds. Such a statement is prepared once per
+/// connection and text, where diesel never caches `sql_query`.
+pub(crate) fn write_numbered<'b>(
+    sql: &'b str,
+    out: &mut AstPass<'_, 'b, Pg>,
+    mut bind: impl FnMut(&mut AstPass<'_, 'b, Pg>, u8) -> Option<QueryResult<()>>,
+) -> QueryResult<()> {
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_sql(&rest[..at]);
+        let parameter = rest.as_bytes().get(at + 1).copied().unwrap_or_default();
+        bind(out, parameter).unwrap_or_else(|| {
+            Err(diesel::result::Error::QueryBuilderError(
+                format!("no parameter ${} in a fixed statement", char::from(parameter)).into(),
+            ))
+        })?;
+        rest = &rest[at + 2..];
+    }
+    out.push_sql(rest);
+    Ok(())
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::error::{StoreError, StoreResult};
 use crate::schema::{channel_events, channels};
 
-#[derive(Queryable, Selectable, Insertable)]
+#[derive(Queryable, Selectable)]
 #[diesel(table_name = channel_events)]
 pub(crate) struct EventRow {
     pub channel_id: Uuid,

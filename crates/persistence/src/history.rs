@@ -173,27 +173,15 @@ impl Query for PageQuery {
 }
 
 impl QueryFragment<Pg> for PageQuery {
-    /// Writes the text, a bind in place of each `$1`…`$5` (a parameter used twice is bound
-    /// twice, which is how diesel numbers binds).
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let mut rest = self.sql;
-        while let Some(at) = rest.find('$') {
-            out.push_sql(&rest[..at]);
-            let digit = rest.as_bytes().get(at + 1).copied();
-            match digit {
-                Some(b'1') => out.push_bind_param::<SqlUuid, _>(&self.channel)?,
-                Some(b'2') => out.push_bind_param::<SqlUuid, _>(&self.viewer)?,
-                Some(b'3') => out.push_bind_param::<Nullable<BigInt>, _>(&self.seq)?,
-                Some(b'4') => out.push_bind_param::<Nullable<SqlUuid>, _>(&self.message)?,
-                Some(b'5') => out.push_bind_param::<BigInt, _>(&self.limit)?,
-                _ => {
-                    return Err(diesel::result::Error::QueryBuilderError("unknown parameter in the page query".into()));
-                }
-            }
-            rest = &rest[at + 2..];
-        }
-        out.push_sql(rest);
-        Ok(())
+        crate::bulk::write_numbered(self.sql, &mut out, |out, parameter| match parameter {
+            b'1' => Some(out.push_bind_param::<SqlUuid, _>(&self.channel)),
+            b'2' => Some(out.push_bind_param::<SqlUuid, _>(&self.viewer)),
+            b'3' => Some(out.push_bind_param::<Nullable<BigInt>, _>(&self.seq)),
+            b'4' => Some(out.push_bind_param::<Nullable<SqlUuid>, _>(&self.message)),
+            b'5' => Some(out.push_bind_param::<BigInt, _>(&self.limit)),
+            _ => None,
+        })
     }
 }
 

@@ -22,7 +22,7 @@ use crate::schema::{files, message_attachments, message_nonces, messages, reacti
 use crate::users;
 use crate::{audit, mentions};
 
-#[derive(Queryable, QueryableByName, Selectable, Insertable, Clone)]
+#[derive(Queryable, QueryableByName, Selectable, Clone)]
 #[diesel(table_name = messages)]
 pub(crate) struct MessageRow {
     pub id: Uuid,
@@ -65,7 +65,8 @@ pub(crate) async fn insert_fresh(
         && r.reply_count == 0
         && !r.deleted
         && r.edited_at.is_none()
-        && r.pinned_at.is_none()));
+        && r.pinned_at.is_none()
+        && r.pinned_by.is_none()));
     let rows: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
