@@ -65,12 +65,18 @@ pub struct Stopper {
     /// The `METRICS_ADDR` listener, stopped after the API so a drain can still be watched.
     metrics: Option<actix_web::dev::ServerHandle>,
     shutdown: Arc<tokio::sync::watch::Sender<bool>>,
+    sockets: realtime::SocketThreads,
+    /// How long the sessions get to close after the HTTP server has stopped.
+    grace: Duration,
 }
 
 impl Stopper {
     pub async fn stop(&self, graceful: bool) {
         let _ = self.shutdown.send(true);
         self.handle.stop(graceful).await;
+        if !self.sockets.close(if graceful { self.grace } else { Duration::ZERO }).await {
+            tracing::warn!(left = self.sockets.sessions(), "WebSocket sessions still open at shutdown");
+        }
         if let Some(metrics) = &self.metrics {
             metrics.stop(graceful).await;
         }
@@ -79,6 +85,7 @@ impl Stopper {
     /// Sends the stop without waiting for it to complete (for `Drop`).
     pub fn stop_now(&self) {
         let _ = self.shutdown.send(true);
+        self.sockets.close_now();
         drop(self.handle.stop(false));
         if let Some(metrics) = &self.metrics {
             drop(metrics.stop(false));
@@ -207,10 +214,18 @@ impl Application {
         };
 
         let server_state = state.clone();
+        // As many socket threads as workers: each core can run one of each.
+        let socket_threads = match settings.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            workers => workers,
+        };
+        let sockets = realtime::SocketThreads::start(socket_threads)
+            .map_err(|e| StartError::Other(format!("could not start the socket threads: {e}")))?;
         let options = crate::listener::Options {
             workers: settings.workers,
             shutdown_timeout_seconds: settings.shutdown_timeout_seconds,
             send_timeout: Duration::from_secs(settings.send_timeout_seconds),
+            sockets: sockets.clone(),
         };
         // Signals are handled in `run_until_stopped`, so WebSockets can be closed with 1001
         // before the server stops.
@@ -221,6 +236,8 @@ impl Application {
             handle: server.handle(),
             metrics: metrics_server.as_ref().map(Server::handle),
             shutdown: Arc::new(shutdown_tx),
+            sockets,
+            grace: Duration::from_secs(settings.shutdown_timeout_seconds),
         };
         if let Some(metrics_server) = metrics_server {
             background.push(tokio::spawn(async move {

@@ -7,8 +7,9 @@
 //! listener runs the same actix-server and `HttpService` that `HttpServer` would, with one
 //! difference: a request asking for a WebSocket goes to [`upgrade`]. It runs the app for
 //! the handshake (the same routes, middleware and token check as any request), writes the
-//! response, and if that is the 101, hands the bare connection to the session
-//! (`realtime::socket::serve`). The dispatcher and its buffers are gone by then.
+//! response, and if that is the 101, hands the bare connection to a socket thread
+//! (`realtime::SocketThreads`) that runs the session on it. The dispatcher and its buffers
+//! are gone by then, and the worker goes back to requests.
 
 use std::future::poll_fn;
 use std::net::TcpListener;
@@ -35,6 +36,8 @@ pub struct Options {
     pub shutdown_timeout_seconds: u64,
     /// The kernel drops a connection whose sent data stays unacknowledged this long.
     pub send_timeout: Duration,
+    /// Where upgraded connections run their sessions.
+    pub sockets: realtime::SocketThreads,
 }
 
 /// Serves `app` on `listener`, as `HttpServer::new(app).listen(listener)` would, but with
@@ -57,11 +60,13 @@ where
     }
     let shutdown = builder.graceful_shutdown_signal();
     let send_timeout = options.send_timeout;
+    let sockets = options.sockets.clone();
     let builder = builder.listen("chat-api", listener, move || {
         // What `HttpServer` gives each app; semver-exempt in actix-web, so the version is
         // pinned by Cargo.lock and a change shows up as a build error here.
         let config = AppConfig::__priv_test_new(false, addr.to_string(), addr);
         let shutdown = shutdown.clone();
+        let sockets = sockets.clone();
         // One app per worker, for requests and handshakes alike (an app's routes and their
         // compiled patterns are megabytes).
         let started = app()
@@ -74,9 +79,10 @@ where
             let started = started.clone();
             fn_factory(move || {
                 let started = started.clone();
+                let sockets = sockets.clone();
                 async move {
                     let app = started.await?;
-                    Ok::<_, ()>(fn_service(move |(req, framed)| upgrade(app.clone(), req, framed)))
+                    Ok::<_, ()>(fn_service(move |(req, framed)| upgrade(app.clone(), sockets.clone(), req, framed)))
                 }
             })
         };
@@ -139,7 +145,12 @@ impl<S: Service<Request>> Service<Request> for SharedApp<S> {
 /// app answers it, and a 101 whose handler left a session in the request's [`Handover`]
 /// turns the connection over to that session. Any other answer is written whole and the
 /// connection closed, as a client that asked to upgrade expects.
-async fn upgrade<S, B>(app: Rc<S>, req: Request, mut framed: Framed<TcpStream, Codec>) -> Result<(), actix_web::Error>
+async fn upgrade<S, B>(
+    app: Rc<S>,
+    sockets: realtime::SocketThreads,
+    req: Request,
+    mut framed: Framed<TcpStream, Codec>,
+) -> Result<(), actix_web::Error>
 where
     S: Service<Request>,
     S::Error: Into<actix_web::Error>,
@@ -164,7 +175,7 @@ where
                 let parts = framed.into_parts();
                 (parts.io, parts.read_buf)
             };
-            realtime::socket::serve(io, already_read, session).await;
+            sockets.hand_over(io, already_read, session);
             Ok(())
         }
         _ => Ok(write_whole(&mut framed, response).await?),

@@ -9,6 +9,7 @@ pub mod protocol;
 mod relay;
 pub mod session;
 pub mod socket;
+mod threads;
 
 pub use budget::ReplayBudget;
 pub use hub::{ConnId, Credential, Delivery, Hub, Kick, Outbound, Registration, Relay};
@@ -16,3 +17,4 @@ pub use presence::Presence;
 pub use relay::RedisRelay;
 pub use session::{Caller, SessionEnv, StartError, shutdown_switch, start};
 pub use socket::Handover;
+pub use threads::SocketThreads;

@@ -114,7 +114,9 @@ impl Shared {
 pub struct Handover(Rc<RefCell<Option<Session>>>);
 
 /// What runs on an upgraded connection.
-pub type Session = Box<dyn FnOnce(Outgoing, Incoming) -> LocalBoxFuture<'static, ()>>;
+/// `Send`, because the session runs on a socket thread (`SocketThreads`), not on the worker
+/// that answered the handshake.
+pub type Session = Box<dyn FnOnce(Outgoing, Incoming) -> LocalBoxFuture<'static, ()> + Send>;
 
 impl Handover {
     pub fn put(&self, session: Session) {
