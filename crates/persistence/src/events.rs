@@ -105,6 +105,18 @@ pub async fn append(
     if bodies.is_empty() {
         return Ok(Vec::new());
     }
+    let (statement, events) = append_statement(channel_id, last_seq, bodies);
+    statement.execute(conn).await?;
+    Ok(events)
+}
+
+/// The statement [`append`] runs and the events it writes, for a caller that pipelines it
+/// with another statement of the same transaction.
+pub(crate) fn append_statement(
+    channel_id: ChannelId,
+    last_seq: i64,
+    bodies: Vec<EventBody>,
+) -> (crate::bulk::Rows, Vec<ChannelEvent>) {
     let now = OffsetDateTime::now_utc();
     let events: Vec<ChannelEvent> = bodies
         .into_iter()
@@ -123,8 +135,7 @@ pub async fn append(
         rows: rows.into(),
         number: Some(last_seq + events.len() as i64),
     };
-    statement.execute(conn).await?;
-    Ok(events)
+    (statement, events)
 }
 
 /// Appends one event, or none when the change changed nothing (`body` is `None`), as the

@@ -60,6 +60,16 @@ pub(crate) async fn insert_fresh(
     created_at: OffsetDateTime,
     rows: &[MessageRow],
 ) -> StoreResult<()> {
+    insert_fresh_statement(channel, created_at, rows).execute(conn).await?;
+    Ok(())
+}
+
+/// The statement [`insert_fresh`] runs, for a caller that pipelines it with another.
+pub(crate) fn insert_fresh_statement(
+    channel: Uuid,
+    created_at: OffsetDateTime,
+    rows: &[MessageRow],
+) -> crate::bulk::Rows {
     debug_assert!(rows.iter().all(|r| r.channel_id == channel
         && r.created_at == created_at
         && r.reply_count == 0
@@ -82,9 +92,7 @@ pub(crate) async fn insert_fresh(
             })
         })
         .collect();
-    let statement = crate::bulk::Rows { sql: INSERT_FRESH, channel, at: created_at, rows: rows.into(), number: None };
-    statement.execute(conn).await?;
-    Ok(())
+    crate::bulk::Rows { sql: INSERT_FRESH, channel, at: created_at, rows: rows.into(), number: None }
 }
 
 /// Turns rows into messages as `viewer` sees them (`me` in reactions).
@@ -93,17 +101,19 @@ pub(crate) async fn hydrate(
     rows: Vec<MessageRow>,
     viewer: Option<UserId>,
 ) -> StoreResult<Vec<Message>> {
-    assemble(conn, rows, viewer, true, true).await
+    assemble(conn, rows, viewer, true, true, &HashMap::new()).await
 }
 
-/// Messages just inserted: they have no reactions yet, and attachments only if
-/// `with_attachments`, so the writer's hot path skips those queries.
+/// Messages just written (or about to be): they have no reactions yet, and attachments only
+/// if `with_attachments`; people in `known` (the authors, read with the batch's facts) are
+/// not asked again. So a plain message costs no query at all.
 pub(crate) async fn hydrate_fresh(
     conn: &mut AsyncPgConnection,
     rows: Vec<MessageRow>,
     with_attachments: bool,
+    known: &HashMap<UserId, UserSummary>,
 ) -> StoreResult<Vec<Message>> {
-    assemble(conn, rows, None, false, with_attachments).await
+    assemble(conn, rows, None, false, with_attachments, known).await
 }
 
 async fn assemble(
@@ -112,6 +122,7 @@ async fn assemble(
     viewer: Option<UserId>,
     with_reactions: bool,
     with_attachments: bool,
+    known: &HashMap<UserId, UserSummary>,
 ) -> StoreResult<Vec<Message>> {
     if rows.is_empty() {
         return Ok(Vec::new());
@@ -120,10 +131,13 @@ async fn assemble(
     // Authors and mentioned users in one lookup.
     let mut people: Vec<Uuid> =
         rows.iter().flat_map(|r| std::iter::once(r.user_id).chain(r.mention_ids.iter().copied())).collect();
+    people.retain(|person| !known.contains_key(&UserId::from_uuid(*person)));
     people.sort_unstable();
     people.dedup();
-    let authors: HashMap<UserId, UserSummary> =
-        users::summaries(conn, &people).await?.into_iter().map(|u| (u.id, u)).collect();
+    let mut authors = known.clone();
+    if !people.is_empty() {
+        authors.extend(users::summaries(conn, &people).await?.into_iter().map(|u| (u.id, u)));
+    }
     let mut attachments = if with_attachments { attachments_of(conn, &ids).await? } else { HashMap::new() };
     let mut reactions = if with_reactions { reaction_summaries(conn, &ids, viewer).await? } else { HashMap::new() };
     // Only messages a webhook posted cost this query.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 pub use domain::NewMessage;
-use domain::{ChannelEvent, ChannelId, EventBody, EventSink, FileId, MentionNotice, Message};
+use domain::{ChannelEvent, ChannelId, EventBody, EventSink, FileId, MentionNotice, Message, UserSummary};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -23,7 +23,7 @@ use crate::db::Database;
 use crate::error::{StoreError, StoreResult};
 use crate::events;
 use crate::messages::{self, MessageRow};
-use crate::schema::{files, memberships, message_attachments, message_nonces, messages as messages_table};
+use crate::schema::{files, memberships, message_attachments, message_nonces, messages as messages_table, users};
 
 /// At most this many jobs go into one transaction.
 const MAX_BATCH: usize = 256;
@@ -163,6 +163,8 @@ struct Facts {
     parents: HashMap<Uuid, (Uuid, Option<Uuid>, bool)>,
     /// File id → uploader.
     uploaders: HashMap<Uuid, Uuid>,
+    /// The authors as messages show them.
+    authors: HashMap<domain::UserId, UserSummary>,
 }
 
 /// What to do with one request of a batch.
@@ -185,14 +187,27 @@ async fn load_facts(
     let (last_seq, kind, is_private) = events::lock_channel_facts(conn, channel_id).await?;
     let channel = channel_id.as_uuid();
     let authors: Vec<Uuid> = requests.iter().map(|r| r.author.as_uuid()).collect::<HashSet<_>>().into_iter().collect();
-    let members: HashSet<Uuid> = memberships::table
-        .filter(memberships::channel_id.eq(channel))
-        .filter(memberships::user_id.eq_any(&authors))
-        .select(memberships::user_id)
-        .load::<Uuid>(conn)
-        .await?
+    // Two statements in one round trip (pipelined): the members among the authors, and the
+    // authors' names for the messages and their events. The lock is taken before: under
+    // READ COMMITTED the membership read then sees every change committed before it.
+    let (members, summaries) = {
+        let (mut first, mut second) = (&*conn, &*conn);
+        let members = memberships::table
+            .filter(memberships::channel_id.eq(channel))
+            .filter(memberships::user_id.eq_any(&authors))
+            .select(memberships::user_id)
+            .load::<Uuid>(&mut first);
+        let summaries = users::table
+            .filter(users::id.eq_any(&authors))
+            .select(crate::users::SummaryRow::as_select())
+            .load::<crate::users::SummaryRow>(&mut second);
+        futures_util::try_join!(members, summaries)?
+    };
+    let members: HashSet<Uuid> = members.into_iter().collect();
+    let authors_known = summaries
         .into_iter()
-        .collect();
+        .map(|row| UserSummary::try_from(row).map(|summary| (summary.id, summary)))
+        .collect::<StoreResult<HashMap<_, _>>>()?;
     let outsiders: Vec<Uuid> = authors.iter().filter(|a| !members.contains(a)).copied().collect();
     let banned = if outsiders.is_empty() {
         HashSet::new()
@@ -275,7 +290,20 @@ async fn load_facts(
             .into_iter()
             .collect()
     };
-    Ok((last_seq, Facts { kind: Some(kind), is_private, members, banned, blocked, nonces, parents, uploaders }))
+    Ok((
+        last_seq,
+        Facts {
+            kind: Some(kind),
+            is_private,
+            members,
+            banned,
+            blocked,
+            nonces,
+            parents,
+            uploaders,
+            authors: authors_known,
+        },
+    ))
 }
 
 /// Decides each request of a batch from the facts alone: refused (and why), a repeat of an
@@ -348,6 +376,10 @@ struct Written {
     notices: Vec<MentionNotice>,
 }
 
+fn message_bodies(messages: &[Message]) -> Vec<EventBody> {
+    messages.iter().map(|m| EventBody::Message(Box::new(m.clone()))).collect()
+}
+
 /// One transaction for a channel's batch: lock and load the facts, plan, then write what
 /// the plan says.
 async fn write_batch(
@@ -416,15 +448,6 @@ async fn apply(
     let mut events_out = Vec::new();
     let mut notices = Vec::new();
     if !rows.is_empty() {
-        messages::insert_fresh(conn, channel, now, &rows).await?;
-        crate::mentions::insert(
-            conn,
-            channel_id,
-            rows.iter()
-                .zip(&resolved)
-                .map(|(row, mentions)| (domain::MessageId::from_uuid(row.id), row.seq, mentions.notified.as_slice())),
-        )
-        .await?;
         let links: Vec<_> = inserted
             .iter()
             .flat_map(|(request, row)| {
@@ -437,6 +460,27 @@ async fn apply(
                 })
             })
             .collect();
+        if links.is_empty() {
+            // The messages are whole before they are written (no attachments to read back,
+            // the authors known from the facts), so their rows and their events go in one
+            // round trip, pipelined. Order does not matter inside the transaction.
+            created = messages::hydrate_fresh(conn, rows.clone(), false, &facts.authors).await?;
+            let (append, events) = events::append_statement(channel_id, last_seq, message_bodies(&created));
+            let insert = messages::insert_fresh_statement(channel, now, &rows);
+            let (mut first, mut second) = (&*conn, &*conn);
+            futures_util::try_join!(insert.execute(&mut first), append.execute(&mut second))?;
+            events_out = events;
+        } else {
+            messages::insert_fresh(conn, channel, now, &rows).await?;
+        }
+        crate::mentions::insert(
+            conn,
+            channel_id,
+            rows.iter()
+                .zip(&resolved)
+                .map(|(row, mentions)| (domain::MessageId::from_uuid(row.id), row.seq, mentions.notified.as_slice())),
+        )
+        .await?;
         if !links.is_empty() {
             diesel::insert_into(message_attachments::table)
                 .values(&links)
@@ -493,15 +537,17 @@ async fn apply(
                 .execute(conn)
                 .await?;
         }
-        created = messages::hydrate_fresh(conn, rows.clone(), !links.is_empty()).await?;
+        if !links.is_empty() {
+            // Read back with their attachments, after the links are in.
+            created = messages::hydrate_fresh(conn, rows.clone(), true, &facts.authors).await?;
+            events_out = events::append(conn, channel_id, last_seq, message_bodies(&created)).await?;
+        }
         notices = created
             .iter()
             .zip(resolved)
             .map(|(message, mentions)| MentionNotice { users: mentions.notified, message: Box::new(message.clone()) })
             .filter(|notice| !notice.users.is_empty())
             .collect();
-        let bodies: Vec<EventBody> = created.iter().map(|m| EventBody::Message(Box::new(m.clone()))).collect();
-        events_out = events::append(conn, channel_id, last_seq, bodies).await?;
     }
 
     let existing_ids: Vec<Uuid> = plans
