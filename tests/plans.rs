@@ -324,3 +324,57 @@ struct Seq {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     seq: i64,
 }
+
+/// Records the seqs the writer publishes, in the order it publishes them.
+#[derive(Default)]
+struct Published(std::sync::Mutex<Vec<i64>>);
+
+impl domain::EventSink for Published {
+    fn publish(&self, events: Vec<domain::ChannelEvent>) {
+        self.0.lock().unwrap().extend(events.iter().map(|event| event.seq));
+    }
+    fn notify(&self, _: Vec<domain::MentionNotice>) {}
+}
+
+/// Posters that each post as soon as their previous post is answered make batches of every
+/// size, back to back. Whatever the batching, the writer publishes every seq once, none before
+/// a smaller one (a node's sockets rely on it: a gap costs a read of the log).
+#[tokio::test]
+async fn batches_of_every_size_publish_every_seq_once_in_order() {
+    let database = TestDatabase::create().await;
+    let mut conn = AsyncPgConnection::establish(&database.url).await.unwrap();
+    conn.batch_execute(
+        "INSERT INTO users (id, username, email, display_name, password_hash) \
+         VALUES ('00000000-0000-7000-8000-000000000001', 'poster', 'p@example.com', 'poster', 'x'); \
+         INSERT INTO channels (id, name, owner_id, kind) \
+         VALUES ('00000001-0000-7000-8000-000000000000', 'general', '00000000-0000-7000-8000-000000000001', 'channel'); \
+         INSERT INTO memberships (channel_id, user_id) \
+         VALUES ('00000001-0000-7000-8000-000000000000', '00000000-0000-7000-8000-000000000001')",
+    )
+    .await
+    .unwrap();
+    let db = persistence::Database::connect(&database.url, 4, 1, None).await.unwrap();
+    let published = std::sync::Arc::new(Published::default());
+    let writer = persistence::writer::MessageWriter::spawn(db, published.clone(), 1);
+    let channel = domain::ChannelId::from_uuid("00000001-0000-7000-8000-000000000000".parse().unwrap());
+    let author = domain::UserId::from_uuid("00000000-0000-7000-8000-000000000001".parse().unwrap());
+    let answered: Vec<Vec<i64>> = futures_util::future::join_all((0..8).map(|poster| {
+        let writer = writer.clone();
+        async move {
+            let mut seqs = Vec::new();
+            for n in 0..50 {
+                let message =
+                    domain::NewMessage::parse(channel, author, &format!("{poster}/{n}"), None, Vec::new(), None)
+                        .unwrap();
+                seqs.push(writer.post(message).await.unwrap().message.seq);
+            }
+            seqs
+        }
+    }))
+    .await;
+
+    assert_eq!(*published.0.lock().unwrap(), (1..=400).collect::<Vec<_>>());
+    for seqs in answered {
+        assert!(seqs.is_sorted(), "one poster's posts got increasing seqs: {seqs:?}");
+    }
+}
