@@ -93,7 +93,8 @@ async fn wait_ready(base: &str) {
 }
 
 /// SIGTERM during a burst of posts: every post that got a 2xx is stored with its event, and
-/// nothing is half-written (each message has exactly its `message` event, seqs gapless).
+/// nothing is half-written (each message has exactly its `message` event, seqs gapless). An
+/// open WebSocket is closed with 1001 before the process exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_during_a_burst_loses_no_acknowledged_post() {
     let database = TestDatabase::create().await;
@@ -136,6 +137,10 @@ async fn sigterm_during_a_burst_loses_no_acknowledged_post() {
         .await
         .unwrap();
     let channel_id = channel["id"].as_str().unwrap().to_owned();
+    let mut socket =
+        chat_client::RawSocket::connect(&format!("ws://127.0.0.1:{port}/api/ws?token={token}")).await.unwrap();
+    let ready = socket.next_json_within(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(ready["type"], "ready");
 
     let mut posters = Vec::new();
     for worker in 0..8 {
@@ -165,6 +170,7 @@ async fn sigterm_during_a_burst_loses_no_acknowledged_post() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
+    assert_eq!(socket.close_code_within(Duration::from_secs(10)).await, Some(1001), "the socket is told");
     let mut acknowledged = Vec::new();
     for poster in posters {
         acknowledged.extend(poster.await.unwrap());

@@ -74,19 +74,31 @@ impl Stopper {
     pub async fn stop(&self, graceful: bool) {
         let _ = self.shutdown.send(true);
         self.handle.stop(graceful).await;
-        if !self.sockets.close(if graceful { self.grace } else { Duration::ZERO }).await {
-            tracing::warn!(left = self.sockets.sessions(), "WebSocket sessions still open at shutdown");
+        if graceful {
+            self.close_sockets().await;
+        } else {
+            self.sockets.close_now();
         }
         if let Some(metrics) = &self.metrics {
             metrics.stop(graceful).await;
         }
     }
 
+    /// The WebSocket sessions close (1001) and the socket threads finish, within the grace.
+    /// Also after a stop that the server's own end overtook: the server's future completes
+    /// as soon as it has stopped, and the task that stopped it may never run again.
+    async fn close_sockets(&self) {
+        let _ = self.shutdown.send(true);
+        if !self.sockets.close(self.grace).await && self.sockets.sessions() > 0 {
+            tracing::warn!(left = self.sockets.sessions(), "WebSocket sessions still open at shutdown");
+        }
+    }
+
     /// Sends the stop without waiting for it to complete (for `Drop`).
     pub fn stop_now(&self) {
         let _ = self.shutdown.send(true);
-        self.sockets.close_now();
         drop(self.handle.stop(false));
+        self.sockets.close_now();
         if let Some(metrics) = &self.metrics {
             drop(metrics.stop(false));
         }
@@ -290,6 +302,7 @@ impl Application {
         });
         let result = self.server.await;
         signals.abort();
+        self.stopper.close_sockets().await;
         for task in self.background {
             task.abort();
         }

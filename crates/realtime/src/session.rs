@@ -396,9 +396,13 @@ impl Connection {
         if self.out.pending() <= HIGH_WATER {
             return Ok(());
         }
+        // A client that has stopped reading holds the session here, so shutdown is watched
+        // here as well as in the main loop.
+        let mut shutdown = self.env.shutdown.clone();
         tokio::select! {
             drained = self.out.drained_to(HIGH_WATER) => drained.map_err(|_| End::Client),
             why = self.signal.kicked() => Err(End::Kicked(why)),
+            _ = shutdown.wait_for(|stopping| *stopping) => Err(End::Close(CloseCode::Away, "server shutting down")),
         }
     }
 

@@ -108,7 +108,8 @@ impl Shared {
 
 /// A socket session waiting for its connection. The handshake (an actix-web handler) finds
 /// one among the request's extensions and leaves the session in it; the listener writes the
-/// 101 and runs the session on the connection with [`serve`]. A request that did not come
+/// 101 and hands the connection to a socket thread (`SocketThreads`), which runs the session
+/// on it with [`serve`]. A request that did not come
 /// through the listener's upgrade path has none, and cannot be upgraded.
 #[derive(Clone, Default)]
 pub struct Handover(Rc<RefCell<Option<Session>>>);

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use actix_http::ws::{CloseCode, CloseReason, Parser};
 use bytes::BytesMut;
 use tokio::sync::mpsc;
 
@@ -67,7 +68,8 @@ impl SocketThreads {
     }
 
     /// Runs `session` on `io`, whose 101 has been sent, on the thread with the fewest
-    /// sessions. After [`close`](Self::close) the connection is dropped instead.
+    /// sessions. After [`close`](Self::close) the client is sent a 1001 close instead, and
+    /// the connection dropped.
     pub fn hand_over(&self, io: tokio::net::TcpStream, already_read: BytesMut, session: Session) {
         let io = match io.into_std() {
             Ok(io) => io,
@@ -78,6 +80,7 @@ impl SocketThreads {
         };
         let lanes = self.0.lanes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(lane) = lanes.iter().min_by_key(|lane| lane.sessions.load(Ordering::Relaxed)) else {
+            going_away(&io);
             return;
         };
         lane.sessions.fetch_add(1, Ordering::Relaxed);
@@ -103,6 +106,17 @@ impl SocketThreads {
     /// Takes no more connections, without waiting for the threads (for `Drop`).
     pub fn close_now(&self) {
         self.0.lanes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+    }
+}
+
+/// Tells a client upgraded as the server closed that it is going away (1001), as the
+/// sessions that were running are told; one write, as much as the socket takes.
+fn going_away(io: &std::net::TcpStream) {
+    let mut close = BytesMut::new();
+    let reason = CloseReason { code: CloseCode::Away, description: Some("server shutting down".into()) };
+    Parser::write_close(&mut close, Some(reason), false);
+    if let Err(error) = std::io::Write::write(&mut &*io, &close) {
+        tracing::debug!(%error, "could not tell a connection upgraded at shutdown that the server is going away");
     }
 }
 
@@ -140,7 +154,7 @@ impl Drop for Counted {
 
 #[cfg(test)]
 mod tests {
-    use actix_codec::Encoder as _;
+    use actix_codec::{Decoder as _, Encoder as _};
     use actix_http::ws::{Codec, Message};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::sync::{oneshot, watch};
@@ -232,7 +246,14 @@ mod tests {
         // Closed: a connection upgraded now is dropped.
         let (server, mut late) = connection().await;
         threads.hand_over(server, BytesMut::new(), Box::new(|_, _| panic!("no session runs after close")));
-        assert_eq!(late.read(&mut [0; 16]).await.unwrap(), 0, "dropped");
+        let mut told = Vec::new();
+        late.read_to_end(&mut told).await.unwrap();
+        let mut told = BytesMut::from(&told[..]);
+        let frame = Codec::new().client_mode().decode(&mut told).unwrap();
+        assert!(
+            matches!(frame, Some(actix_http::ws::Frame::Close(Some(CloseReason { code: CloseCode::Away, .. })))),
+            "a 1001 close, then the end: {frame:?}"
+        );
 
         release.send(true).unwrap();
         assert!(threads.close(Duration::from_secs(5)).await, "the threads finish once their sessions end");
