@@ -1,0 +1,1 @@
+ALTER INDEX messages_search RESET (fastupdate);
