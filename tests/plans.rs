@@ -247,6 +247,26 @@ async fn a_page_of_plain_messages_looks_nothing_up_per_row_even_in_a_plan_made_w
     }
 }
 
+/// A user, `poster`, alone in a channel, `general`, written straight into the database for
+/// the tests that drive the writer without a server.
+async fn one_channel_and_its_poster(url: &str) -> (domain::ChannelId, domain::UserId) {
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    conn.batch_execute(
+        "INSERT INTO users (id, username, email, display_name, password_hash) \
+         VALUES ('00000000-0000-7000-8000-000000000001', 'poster', 'p@example.com', 'poster', 'x'); \
+         INSERT INTO channels (id, name, owner_id, kind) \
+         VALUES ('00000001-0000-7000-8000-000000000000', 'general', '00000000-0000-7000-8000-000000000001', 'channel'); \
+         INSERT INTO memberships (channel_id, user_id) \
+         VALUES ('00000001-0000-7000-8000-000000000000', '00000000-0000-7000-8000-000000000001')",
+    )
+    .await
+    .unwrap();
+    (
+        domain::ChannelId::from_uuid("00000001-0000-7000-8000-000000000000".parse().unwrap()),
+        domain::UserId::from_uuid("00000000-0000-7000-8000-000000000001".parse().unwrap()),
+    )
+}
+
 /// Publishes nothing: the test reads what was written.
 struct Nowhere;
 
@@ -268,22 +288,10 @@ struct Prepared {
 #[tokio::test]
 async fn posts_are_written_by_statements_prepared_once_per_connection() {
     let database = TestDatabase::create().await;
-    let mut conn = AsyncPgConnection::establish(&database.url).await.unwrap();
-    conn.batch_execute(
-        "INSERT INTO users (id, username, email, display_name, password_hash) \
-         VALUES ('00000000-0000-7000-8000-000000000001', 'poster', 'p@example.com', 'poster', 'x'); \
-         INSERT INTO channels (id, name, owner_id, kind) \
-         VALUES ('00000001-0000-7000-8000-000000000000', 'general', '00000000-0000-7000-8000-000000000001', 'channel'); \
-         INSERT INTO memberships (channel_id, user_id) \
-         VALUES ('00000001-0000-7000-8000-000000000000', '00000000-0000-7000-8000-000000000001')",
-    )
-    .await
-    .unwrap();
+    let (channel, author) = one_channel_and_its_poster(&database.url).await;
     // One connection, so every batch runs on it and its prepared statements can be read.
     let db = persistence::Database::connect(&database.url, 1, 1, None).await.unwrap();
     let writer = persistence::writer::MessageWriter::spawn(db.clone(), std::sync::Arc::new(Nowhere), 1);
-    let channel = domain::ChannelId::from_uuid("00000001-0000-7000-8000-000000000000".parse().unwrap());
-    let author = domain::UserId::from_uuid("00000000-0000-7000-8000-000000000001".parse().unwrap());
     let post = |content: String| {
         let writer = writer.clone();
         async move {
@@ -342,22 +350,10 @@ impl domain::EventSink for Published {
 #[tokio::test]
 async fn batches_of_every_size_publish_every_seq_once_in_order() {
     let database = TestDatabase::create().await;
-    let mut conn = AsyncPgConnection::establish(&database.url).await.unwrap();
-    conn.batch_execute(
-        "INSERT INTO users (id, username, email, display_name, password_hash) \
-         VALUES ('00000000-0000-7000-8000-000000000001', 'poster', 'p@example.com', 'poster', 'x'); \
-         INSERT INTO channels (id, name, owner_id, kind) \
-         VALUES ('00000001-0000-7000-8000-000000000000', 'general', '00000000-0000-7000-8000-000000000001', 'channel'); \
-         INSERT INTO memberships (channel_id, user_id) \
-         VALUES ('00000001-0000-7000-8000-000000000000', '00000000-0000-7000-8000-000000000001')",
-    )
-    .await
-    .unwrap();
+    let (channel, author) = one_channel_and_its_poster(&database.url).await;
     let db = persistence::Database::connect(&database.url, 4, 1, None).await.unwrap();
     let published = std::sync::Arc::new(Published::default());
     let writer = persistence::writer::MessageWriter::spawn(db, published.clone(), 1);
-    let channel = domain::ChannelId::from_uuid("00000001-0000-7000-8000-000000000000".parse().unwrap());
-    let author = domain::UserId::from_uuid("00000000-0000-7000-8000-000000000001".parse().unwrap());
     let answered: Vec<Vec<i64>> = futures_util::future::join_all((0..8).map(|poster| {
         let writer = writer.clone();
         async move {
