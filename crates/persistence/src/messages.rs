@@ -134,10 +134,15 @@ async fn assemble(
     people.retain(|person| !known.contains_key(&UserId::from_uuid(*person)));
     people.sort_unstable();
     people.dedup();
-    let mut authors = known.clone();
-    if !people.is_empty() {
-        authors.extend(users::summaries(conn, &people).await?.into_iter().map(|u| (u.id, u)));
-    }
+    let fetched: HashMap<UserId, UserSummary> = if people.is_empty() {
+        HashMap::new()
+    } else {
+        users::summaries(conn, &people).await?.into_iter().map(|u| (u.id, u)).collect()
+    };
+    let person = |id: Uuid| {
+        let id = UserId::from_uuid(id);
+        known.get(&id).or_else(|| fetched.get(&id))
+    };
     let mut attachments = if with_attachments { attachments_of(conn, &ids).await? } else { HashMap::new() };
     let mut reactions = if with_reactions { reaction_summaries(conn, &ids, viewer).await? } else { HashMap::new() };
     // Only messages a webhook posted cost this query.
@@ -149,14 +154,12 @@ async fn assemble(
     };
     rows.into_iter()
         .map(|row| {
-            let user = authors
-                .get(&UserId::from_uuid(row.user_id))
-                .cloned()
-                .ok_or_else(|| StoreError::Corrupt("message author missing".into()))?;
+            let user =
+                person(row.user_id).cloned().ok_or_else(|| StoreError::Corrupt("message author missing".into()))?;
             let mentions = row
                 .mention_ids
                 .iter()
-                .filter_map(|id| authors.get(&UserId::from_uuid(*id)))
+                .filter_map(|id| person(*id))
                 .map(|u| MentionedUser { id: u.id, username: u.username.clone() })
                 .collect();
             let webhook = row.webhook_username.clone().and_then(|username| {

@@ -27,17 +27,13 @@ use crate::socket::{Session, serve};
 pub struct SocketThreads(Arc<Shared>);
 
 struct Shared {
-    /// Emptied by [`SocketThreads::close`]: a connection upgraded after it is dropped.
-    lanes: Mutex<Vec<Lane>>,
-    /// Each thread's running sessions.
-    counts: Vec<Arc<AtomicUsize>>,
+    /// Each thread's queue, in thread order; emptied by [`SocketThreads::close`], after which
+    /// a connection upgraded is told 1001 instead.
+    queues: Mutex<Vec<mpsc::UnboundedSender<Job>>>,
+    /// Each thread's running sessions, in thread order.
+    sessions: Vec<Arc<AtomicUsize>>,
     /// Yields `None` once every thread has finished (each holds a sender).
     finished: tokio::sync::Mutex<mpsc::Receiver<()>>,
-}
-
-struct Lane {
-    jobs: mpsc::UnboundedSender<Job>,
-    sessions: Arc<AtomicUsize>,
 }
 
 struct Job {
@@ -50,7 +46,7 @@ impl SocketThreads {
     /// Starts `count` threads (at least one), named `socket-N`.
     pub fn start(count: usize) -> std::io::Result<Self> {
         let (done, finished) = mpsc::channel(1);
-        let lanes = (0..count.max(1))
+        let (queues, sessions): (Vec<_>, Vec<_>) = (0..count.max(1))
             .map(|n| {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 let (jobs, queue) = mpsc::unbounded_channel();
@@ -60,11 +56,12 @@ impl SocketThreads {
                 std::thread::Builder::new()
                     .name(format!("socket-{n}"))
                     .spawn(move || run(&runtime, queue, counted, done))?;
-                Ok(Lane { jobs, sessions })
+                Ok((jobs, sessions))
             })
-            .collect::<std::io::Result<Vec<_>>>()?;
-        let counts = lanes.iter().map(|lane| lane.sessions.clone()).collect();
-        Ok(Self(Arc::new(Shared { lanes: Mutex::new(lanes), counts, finished: tokio::sync::Mutex::new(finished) })))
+            .collect::<std::io::Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
+        Ok(Self(Arc::new(Shared { queues: Mutex::new(queues), sessions, finished: tokio::sync::Mutex::new(finished) })))
     }
 
     /// Runs `session` on `io`, whose 101 has been sent, on the thread with the fewest
@@ -78,20 +75,22 @@ impl SocketThreads {
                 return;
             }
         };
-        let lanes = self.0.lanes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(lane) = lanes.iter().min_by_key(|lane| lane.sessions.load(Ordering::Relaxed)) else {
+        let queues = self.0.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some((queue, sessions)) =
+            queues.iter().zip(&self.0.sessions).min_by_key(|(_, sessions)| sessions.load(Ordering::Relaxed))
+        else {
             going_away(&io);
             return;
         };
-        lane.sessions.fetch_add(1, Ordering::Relaxed);
-        if lane.jobs.send(Job { io, already_read, session }).is_err() {
-            lane.sessions.fetch_sub(1, Ordering::Relaxed);
+        sessions.fetch_add(1, Ordering::Relaxed);
+        if queue.send(Job { io, already_read, session }).is_err() {
+            sessions.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     /// Sessions running now, over all threads.
     pub fn sessions(&self) -> usize {
-        self.0.counts.iter().map(|count| count.load(Ordering::Relaxed)).sum()
+        self.0.sessions.iter().map(|count| count.load(Ordering::Relaxed)).sum()
     }
 
     /// Takes no more connections, and waits (at most `within`) for the threads to finish:
@@ -105,7 +104,7 @@ impl SocketThreads {
 
     /// Takes no more connections, without waiting for the threads (for `Drop`).
     pub fn close_now(&self) {
-        self.0.lanes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        self.0.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
     }
 }
 
@@ -243,7 +242,7 @@ mod tests {
         assert_eq!(threads.sessions(), 2);
 
         assert!(!threads.close(Duration::from_millis(100)).await, "the sessions are still running");
-        // Closed: a connection upgraded now is dropped.
+        // Closed: a connection upgraded now is told 1001 and dropped.
         let (server, mut late) = connection().await;
         threads.hand_over(server, BytesMut::new(), Box::new(|_, _| panic!("no session runs after close")));
         let mut told = Vec::new();
