@@ -284,7 +284,7 @@ struct Prepared {
 /// A batch of posts holds its channel's lock for every round trip it makes. diesel prepares a
 /// multi-row `INSERT` afresh for every batch (its text grows with the rows), which cost a round
 /// trip each for the messages and the events; their statements are now fixed texts, prepared
-/// once per connection whatever the batch's size.
+/// once per connection whatever the batch's size, like the transaction's `BEGIN` and `COMMIT`.
 #[tokio::test]
 async fn posts_are_written_by_statements_prepared_once_per_connection() {
     let database = TestDatabase::create().await;
@@ -314,6 +314,15 @@ async fn posts_are_written_by_statements_prepared_once_per_connection() {
             count,
             1,
             "{table}: one statement for batches of every size; prepared: {:?}",
+            prepared.iter().map(|p| &p.statement).collect::<Vec<_>>()
+        );
+    }
+    // The transaction's own BEGIN and COMMIT too: `sql_query` would prepare them again, in a
+    // round trip of their own, for every batch.
+    for fixed in ["BEGIN", "COMMIT"] {
+        assert!(
+            prepared.iter().any(|p| p.statement == fixed),
+            "{fixed} prepared once; prepared: {:?}",
             prepared.iter().map(|p| &p.statement).collect::<Vec<_>>()
         );
     }

@@ -1,5 +1,5 @@
-//! Statements of fixed text ([`write_numbered`], also used by the history page), and
-//! multi-row writes through them.
+//! Statements of fixed text ([`write_numbered`], also used by the history page; [`Fixed`]),
+//! and multi-row writes through them.
 //!
 //! diesel writes a multi-row `INSERT` with one bind per value, so its text changes with the
 //! number of rows and diesel never caches it: every batch paid a round trip to prepare the
@@ -39,6 +39,23 @@ impl QueryFragment<Pg> for Rows {
             b'4' => Some(out.push_bind_param::<Nullable<BigInt>, _>(&self.number)),
             _ => None,
         })
+    }
+}
+
+/// A statement of fixed text and no binds (`BEGIN`, `COMMIT`), prepared once per connection
+/// where `sql_query` would be prepared again, in a round trip of its own, at every use.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fixed(pub &'static str);
+
+impl QueryId for Fixed {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl QueryFragment<Pg> for Fixed {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(self.0);
+        Ok(())
     }
 }
 

@@ -170,6 +170,16 @@ pub async fn run_migrations(url: &str) -> StoreResult<()> {
     .map_err(|e| StoreError::Unavailable(format!("migration task failed: {e}")))?
 }
 
+/// A pool of `size` connections to the test PostgreSQL's `postgres` database, for unit tests
+/// that need a server but no schema; the server handle keeps a started server running.
+#[cfg(test)]
+pub(crate) async fn postgres_pool(size: usize) -> (Database, crate::local_pg::LocalServer) {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    let server = crate::local_pg::find_or_start(&data).await.expect("a PostgreSQL for the tests");
+    let db = Database::connect(&server.url_for("postgres"), size, 1, None).await.expect("a pool");
+    (db, server)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,13 +190,8 @@ mod tests {
     fn a_connection_answers_while_the_runtime_that_opened_it_is_not_running() {
         let runtime = || tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let opener = runtime();
-        let (db, _server) = opener.block_on(async {
-            let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
-            let server = crate::local_pg::find_or_start(&data).await.expect("a PostgreSQL for the tests");
-            // One connection, opened (by the readiness check) inside `opener`.
-            let db = Database::connect(&server.url_for("postgres"), 1, 1, None).await.unwrap();
-            (db, server)
-        });
+        // One connection, opened (by the readiness check) inside `opener`.
+        let (db, _server) = opener.block_on(postgres_pool(1));
         // Nothing drives `opener` from here on.
         runtime().block_on(async {
             tokio::time::timeout(Duration::from_secs(5), db.ping())

@@ -73,14 +73,14 @@ pub async fn lock_and_authorize(
 
 /// [`lock_channel`], also returning what access decisions need: `(last_seq, kind, is_private)`.
 pub async fn lock_channel_facts(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     channel_id: ChannelId,
 ) -> StoreResult<(i64, domain::ChannelKind, bool)> {
     let (last_seq, kind, is_private): (i64, String, bool) = channels::table
         .find(channel_id.as_uuid())
         .select((channels::last_seq, channels::kind, channels::is_private))
         .for_no_key_update()
-        .first(conn)
+        .first(&mut conn)
         .await?;
     let kind = domain::ChannelKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("channel kind {kind}")))?;
     Ok((last_seq, kind, is_private))

@@ -18,6 +18,7 @@ pub mod local_pg;
 pub mod login_failures;
 pub mod mentions;
 pub mod messages;
+mod pipelined;
 mod schema;
 pub mod tokens;
 pub mod users;

@@ -12,9 +12,10 @@ use std::hash::BuildHasher as _;
 use std::sync::Arc;
 
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 pub use domain::NewMessage;
 use domain::{ChannelEvent, ChannelId, EventBody, EventSink, FileId, MentionNotice, Message, UserSummary};
+use futures_util::TryFutureExt as _;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -23,6 +24,7 @@ use crate::db::Database;
 use crate::error::{StoreError, StoreResult};
 use crate::events;
 use crate::messages::{self, MessageRow};
+use crate::pipelined::{self, PipelinedTransaction};
 use crate::schema::{files, memberships, message_attachments, message_nonces, messages as messages_table, users};
 
 /// At most this many jobs go into one transaction.
@@ -115,8 +117,15 @@ async fn commit_batch(db: &Database, sink: &dyn EventSink, channel_id: ChannelId
     let (requests, replies): (Vec<NewMessage>, Vec<Reply>) = jobs.into_iter().map(|j| (j.message, j.reply)).unzip();
     metrics::histogram!("message_batch_size").record(requests.len() as f64);
     let outcome = match db.get().await {
-        Ok(mut conn) => {
-            conn.transaction::<_, StoreError, _>(async |conn| write_batch(conn, channel_id, &requests).await).await
+        Ok(conn) => {
+            let mut transaction = PipelinedTransaction::new(conn);
+            match write_batch(transaction.conn(), channel_id, &requests).await {
+                Ok(written) => transaction.commit().await.map(|()| written),
+                Err(error) => {
+                    transaction.rollback().await;
+                    Err(error)
+                }
+            }
         }
         Err(error) => Err(error),
     };
@@ -184,13 +193,14 @@ async fn load_facts(
     channel_id: ChannelId,
     requests: &[NewMessage],
 ) -> StoreResult<(i64, Facts)> {
-    let (last_seq, kind, is_private) = events::lock_channel_facts(conn, channel_id).await?;
     let channel = channel_id.as_uuid();
     let authors: Vec<Uuid> = requests.iter().map(|r| r.author.as_uuid()).collect::<HashSet<_>>().into_iter().collect();
-    // Two statements in one round trip (pipelined): the members among the authors, and the
-    // authors' names for the messages and their events. The lock is taken before: under
-    // READ COMMITTED the membership read then sees every change committed before it.
-    let (members, summaries) = {
+    // Four statements in one round trip (pipelined), run by PostgreSQL in this order: the
+    // transaction's `BEGIN`, the channel's lock, the members among the authors and the
+    // authors' names. Under READ COMMITTED each statement takes its snapshot when it starts,
+    // so the membership read, which starts once the lock is granted, sees every change
+    // committed before — a kick or ban that took the lock first is never missed.
+    let ((), (last_seq, kind, is_private), members, summaries) = {
         let (mut first, mut second) = (&*conn, &*conn);
         let members = memberships::table
             .filter(memberships::channel_id.eq(channel))
@@ -201,7 +211,12 @@ async fn load_facts(
             .filter(users::id.eq_any(&authors))
             .select(crate::users::SummaryRow::as_select())
             .load::<crate::users::SummaryRow>(&mut second);
-        futures_util::try_join!(members, summaries)?
+        futures_util::try_join!(
+            pipelined::begin(conn),
+            events::lock_channel_facts(conn, channel_id),
+            members.err_into::<StoreError>(),
+            summaries.err_into::<StoreError>(),
+        )?
     };
     let members: HashSet<Uuid> = members.into_iter().collect();
     let authors_known = summaries
