@@ -192,11 +192,16 @@ pub async fn run(spec: ReceiverSpec, policy: Option<DropPolicy>, shared: Arc<Sha
         } else {
             tracker.stats.reconnects += 1;
             tracker.replay_upto = ready_last_seq.unwrap_or(0);
-            let resume = frame::resume_frame(&spec.channel_id, tracker.last_seq);
-            if let Err(error) = ws.send(Message::text(resume)).await {
-                shared.live.record_error(|| format!("sending resume: {error}"));
-                continue;
-            }
+        }
+        // Answer `ready` with `resume`, as the web client does, also on the first connection
+        // (from the `ready`'s seq: nothing to replay). The server holds live events after
+        // `ready` until the client's first frame or 250 ms, and a receiver that stayed
+        // silent measured that grace: the first messages of every run arrived about 250 ms
+        // late at the receivers that had connected last.
+        let resume = frame::resume_frame(&spec.channel_id, tracker.last_seq);
+        if let Err(error) = ws.send(Message::text(resume)).await {
+            shared.live.record_error(|| format!("sending resume: {error}"));
+            continue;
         }
 
         let online = policy

@@ -99,11 +99,12 @@ impl Socket {
         match opened {
             Ok(mut stream) => {
                 self.failures = 0;
-                if !self.last_seq.is_empty() {
-                    let resume = frame::resume(&wire::Resume { channels: self.last_seq.clone() });
-                    // A failed send shows up as a dropped stream on the next read.
-                    let _ = stream.send(Frame::text(resume)).await;
-                }
+                // Also with nothing to resume (an empty `resume`): the server holds live
+                // events after `ready` until the client's first frame or 250 ms, and a
+                // silent first connection would get its first events that much later.
+                let resume = frame::resume(&wire::Resume { channels: self.last_seq.clone() });
+                // A failed send shows up as a dropped stream on the next read.
+                let _ = stream.send(Frame::text(resume)).await;
                 self.stream = Some(stream);
                 Ok(())
             }
@@ -149,4 +150,34 @@ impl Socket {
 #[derive(Deserialize)]
 struct Typed<T> {
     data: T,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use futures_util::StreamExt as _;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// The server holds live events after `ready` until the client's first frame or 250 ms,
+    /// so a socket speaks first on every connection: an empty `resume` when it has nothing
+    /// to resume.
+    #[tokio::test]
+    async fn a_first_connection_resumes_at_once_with_nothing_to_resume() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/api/ws", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+            let first = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await;
+            first.expect("the client spoke first").unwrap().unwrap().into_text().unwrap().to_string()
+        });
+        let mut socket = Socket::new(url, "token".into());
+        socket.connect().await.unwrap();
+        let first: serde_json::Value = serde_json::from_str(&server.await.unwrap()).unwrap();
+        assert_eq!(first["type"], "resume");
+        assert_eq!(first["data"]["channels"], serde_json::json!({}));
+    }
 }
