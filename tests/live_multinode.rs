@@ -145,6 +145,67 @@ async fn a_ban_on_one_node_reaches_the_banned_socket_on_the_other_at_its_seq() {
     assert_eq!(general_frames[0]["data"]["seq"].as_i64().unwrap(), after["seq"].as_i64().unwrap() - 1);
 }
 
+/// A ban on node a races the banned user's own posts on node b. The message writer reads
+/// membership in the same round trip as it takes the channel's lock (pipelined after it), so
+/// every post is decided on one side of the ban. Bob's socket on b gets each accepted post at
+/// its seq, in order, then the ban, and nothing of the channel after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ban_racing_the_users_posts_reaches_the_socket_on_the_other_node_after_them() {
+    let namespace = format!("live-{}", uuid::Uuid::new_v4().simple());
+    let a = TestApp::spawn_with(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
+    let b = a.spawn_sibling(redis("redis://127.0.0.1:6379".into(), &namespace)).await;
+    let (alice, bob, general) = alice_and_bob(&a, &b).await;
+    let side = a.create_channel(&alice, "side").await;
+    b.client.post_empty(&format!("/api/channels/{side}/join"), Some(&bob)).await.assert_status(200);
+    let mut bob_on_b = b.connect(&bob).await;
+
+    let (progress, mut progress_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let posters: Vec<_> = (0..4)
+        .map(|p| {
+            let (client, bob, general, progress) = (b.client.clone(), bob.clone(), general.clone(), progress.clone());
+            tokio::spawn(async move {
+                let mut accepted = Vec::new();
+                for i in 0..2_000 {
+                    let body = json!({"content": format!("p{p} #{i}"), "channel_id": general});
+                    let reply = client.post("/api/chat/messages", Some(&bob), &body).await;
+                    if reply.status.as_u16() != 201 {
+                        assert_eq!(reply.body["code"], "forbidden", "{}", reply.text);
+                        return accepted;
+                    }
+                    accepted.push(reply.body["seq"].as_i64().unwrap());
+                    let _ = progress.send(());
+                }
+                panic!("never refused");
+            })
+        })
+        .collect();
+    drop(progress);
+    for _ in 0..20 {
+        progress_rx.recv().await.unwrap();
+    }
+    a.client.post_empty(&format!("/api/channels/{general}/ban-by-username/bob"), Some(&alice)).await.assert_status(200);
+    let mut accepted = Vec::new();
+    for poster in posters {
+        accepted.extend(poster.await.unwrap());
+    }
+    accepted.sort_unstable();
+    a.post_message(&alice, &general, "after the ban").await;
+    let sentinel = a.post_message(&alice, &side, "sentinel").await;
+
+    let frames = frames_of_until(&mut bob_on_b, &general, &sentinel).await;
+    let (ban, messages) = frames.split_last().unwrap();
+    assert_eq!(ban["type"], "member_banned", "the ban is the last of the channel: {ban}");
+    let seqs: Vec<i64> = messages
+        .iter()
+        .map(|frame| {
+            assert_eq!(frame["type"], "message", "{frame}");
+            frame["data"]["seq"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, accepted, "every accepted post, once and in seq order, before the ban");
+    assert!(ban["data"]["seq"].as_i64().unwrap() > *accepted.last().unwrap());
+}
+
 /// A moderator's kick on node a reaches the kicked socket on node b as `member_removed` at
 /// its seq, and nothing of the channel after it; a role change reaches b at its seq too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
