@@ -308,23 +308,15 @@ async fn posts_are_written_by_statements_prepared_once_per_connection() {
     let mut pooled = db.get().await.unwrap();
     let prepared: Vec<Prepared> =
         diesel::sql_query("SELECT statement FROM pg_prepared_statements").load(&mut *pooled).await.unwrap();
+    let statements: Vec<&str> = prepared.iter().map(|p| p.statement.as_str()).collect();
     for table in ["INSERT INTO messages", "INSERT INTO channel_events"] {
-        let count = prepared.iter().filter(|p| p.statement.contains(table)).count();
-        assert_eq!(
-            count,
-            1,
-            "{table}: one statement for batches of every size; prepared: {:?}",
-            prepared.iter().map(|p| &p.statement).collect::<Vec<_>>()
-        );
+        let count = statements.iter().filter(|statement| statement.contains(table)).count();
+        assert_eq!(count, 1, "{table}: one statement for batches of every size; prepared: {statements:?}");
     }
     // The transaction's own BEGIN and COMMIT too: `sql_query` would prepare them again, in a
     // round trip of their own, for every batch.
     for fixed in ["BEGIN", "COMMIT"] {
-        assert!(
-            prepared.iter().any(|p| p.statement == fixed),
-            "{fixed} prepared once; prepared: {:?}",
-            prepared.iter().map(|p| &p.statement).collect::<Vec<_>>()
-        );
+        assert!(statements.contains(&fixed), "{fixed} prepared once; prepared: {statements:?}");
     }
     let seqs: Vec<i64> = diesel::sql_query("SELECT seq FROM messages ORDER BY seq")
         .load::<Seq>(&mut *pooled)
